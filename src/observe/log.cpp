@@ -1,0 +1,116 @@
+#include <lakemesh/observe/log.hpp>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace lakemesh::observe {
+namespace {
+
+spdlog::level::level_enum to_spdlog(log_level l) {
+    switch (l) {
+        case log_level::trace:
+            return spdlog::level::trace;
+        case log_level::debug:
+            return spdlog::level::debug;
+        case log_level::info:
+            return spdlog::level::info;
+        case log_level::warn:
+            return spdlog::level::warn;
+        case log_level::error:
+            return spdlog::level::err;
+        case log_level::off:
+            return spdlog::level::off;
+    }
+    return spdlog::level::info;
+}
+
+class spdlog_sink final : public log_sink {
+  public:
+    explicit spdlog_sink(std::shared_ptr<spdlog::logger> l) : logger_(std::move(l)) {}
+    bool enabled(log_level level) const noexcept override {
+        return logger_->should_log(to_spdlog(level));
+    }
+    void write(log_level level, std::string_view component, std::string_view message) override {
+        logger_->log(to_spdlog(level), "[{}] {}", component, message);
+    }
+
+  private:
+    std::shared_ptr<spdlog::logger> logger_;
+};
+
+class null_sink final : public log_sink {
+  public:
+    bool enabled(log_level) const noexcept override { return false; }
+    void write(log_level, std::string_view, std::string_view) override {}
+};
+
+}  // namespace
+
+std::shared_ptr<log_sink> make_spdlog_sink(std::string name, log_level level) {
+    auto l = spdlog::get(name);
+    if (!l) {
+        try {
+            l = spdlog::stderr_color_mt(name);
+        } catch (const spdlog::spdlog_ex&) {
+            l = spdlog::get(name);  // created concurrently by another thread
+        }
+    }
+    l->set_level(to_spdlog(level));
+    return std::make_shared<spdlog_sink>(std::move(l));
+}
+
+std::shared_ptr<log_sink> make_null_sink() {
+    static const auto sink = std::make_shared<null_sink>();
+    return sink;
+}
+
+void secret_registry::add(std::string secret) {
+    if (secret.empty()) {
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    for (const auto& s : secrets_) {
+        if (s == secret) {
+            return;
+        }
+    }
+    secrets_.push_back(std::move(secret));
+}
+
+std::string secret_registry::redact(std::string_view message) const {
+    std::string out(message);
+    std::lock_guard lock(mutex_);
+    for (const auto& s : secrets_) {
+        std::size_t pos = 0;
+        while ((pos = out.find(s, pos)) != std::string::npos) {
+            out.replace(pos, s.size(), "<redacted>");
+            pos += 10;
+        }
+    }
+    return out;
+}
+
+logger::logger() : logger(make_null_sink(), "lakemesh") {}
+
+logger::logger(std::shared_ptr<log_sink> sink, std::string component,
+               std::shared_ptr<secret_registry> secrets)
+    : sink_(sink ? std::move(sink) : make_null_sink()),
+      component_(std::move(component)),
+      secrets_(secrets ? std::move(secrets) : std::make_shared<secret_registry>()) {}
+
+logger logger::with_component(std::string component) const {
+    return logger(sink_, std::move(component), secrets_);
+}
+
+void logger::add_secret(std::string secret) const {
+    secrets_->add(std::move(secret));
+}
+
+void logger::log(log_level level, std::string_view message) const {
+    if (level == log_level::off || !sink_->enabled(level)) {
+        return;
+    }
+    sink_->write(level, component_, secrets_->redact(message));
+}
+
+}  // namespace lakemesh::observe

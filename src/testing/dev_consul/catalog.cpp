@@ -1,0 +1,5 @@
+// PLACEHOLDER: replaced by the real endpoint group.
+#include "router.hpp"
+namespace lakemesh::testing::detail {
+void add_catalog_routes(router&) {}
+}  // namespace lakemesh::testing::detail

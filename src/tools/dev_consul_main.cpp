@@ -1,0 +1,130 @@
+// lakemesh-dev-consul: runs the in-process Consul dev agent as a program, flags in the style of
+// `consul agent -dev`. Stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+#include <lakemesh/testing/dev_consul.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+namespace {
+
+void usage() {
+    std::cout << "Usage: lakemesh-dev-consul [-dev] [options]\n"
+                 "  -client ADDR        address to bind the HTTP API to (default 127.0.0.1)\n"
+                 "  -http-port PORT     HTTP API port (default 8500; 0 picks a free port)\n"
+                 "  -datacenter NAME    datacenter name (default dc1)\n"
+                 "  -node NAME          node name (default dev-<port>)\n"
+                 "  -acl-token TOKEN    enforce ACLs: every request needs this token\n"
+                 "  -tls-cert-file F    serve HTTPS with this PEM certificate chain\n"
+                 "  -tls-key-file F     and this PEM private key\n"
+                 "  -log-level LEVEL    trace|debug|info|warn|error (default info)\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    lakemesh::testing::dev_consul_options opts;
+    opts.port = 8500;
+    auto level = lakemesh::observe::log_level::info;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        // Accept both -flag and --flag, and -flag=value, as Consul's flag package does.
+        if (a.starts_with("--")) {
+            a.remove_prefix(1);
+        }
+        std::string_view value;
+        bool has_value = false;
+        if (auto eq = a.find('='); eq != std::string_view::npos) {
+            value = a.substr(eq + 1);
+            a = a.substr(0, eq);
+            has_value = true;
+        }
+        auto next = [&]() -> std::string_view {
+            if (has_value) {
+                return value;
+            }
+            if (i + 1 >= argc) {
+                std::cerr << "flag needs an argument: " << a << "\n";
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "-dev") {
+            continue;
+        } else if (a == "-h" || a == "-help") {
+            usage();
+            return 0;
+        } else if (a == "-client") {
+            opts.bind_address = next();
+        } else if (a == "-http-port") {
+            auto v = next();
+            unsigned port = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), port);
+            if (ec != std::errc{} || p != v.data() + v.size() || port > 65535) {
+                std::cerr << "invalid -http-port: " << v << "\n";
+                return 2;
+            }
+            opts.port = static_cast<std::uint16_t>(port);
+        } else if (a == "-datacenter") {
+            opts.datacenter = next();
+        } else if (a == "-node") {
+            opts.node_name = next();
+        } else if (a == "-acl-token") {
+            opts.acl_token = next();
+        } else if (a == "-tls-cert-file") {
+            opts.tls_cert_file = next();
+        } else if (a == "-tls-key-file") {
+            opts.tls_key_file = next();
+        } else if (a == "-log-level") {
+            auto v = next();
+            using lakemesh::observe::log_level;
+            if (v == "trace")
+                level = log_level::trace;
+            else if (v == "debug")
+                level = log_level::debug;
+            else if (v == "info")
+                level = log_level::info;
+            else if (v == "warn")
+                level = log_level::warn;
+            else if (v == "error")
+                level = log_level::error;
+            else {
+                std::cerr << "invalid -log-level: " << v << "\n";
+                return 2;
+            }
+        } else {
+            std::cerr << "unknown flag: " << a << "\n";
+            usage();
+            return 2;
+        }
+    }
+    opts.log = lakemesh::observe::logger(lakemesh::observe::make_spdlog_sink("dev-consul", level),
+                                         "dev_consul");
+    try {
+        lakemesh::testing::dev_consul agent(opts);
+        std::cout << "==> lakemesh dev agent running (Ctrl-C to stop)\n"
+                  << "    Datacenter: " << agent.datacenter() << "\n"
+                  << "          Node: " << agent.node_name() << "\n"
+                  << "      HTTP API: " << agent.url() << "\n"
+                  << "export CONSUL_HTTP_ADDR=" << agent.url() << "\n"
+                  << std::flush;
+        boost::asio::io_context io;
+        boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([](const boost::system::error_code&, int sig) {
+            std::cout << "==> caught signal " << sig << ", shutting down\n" << std::flush;
+        });
+        io.run();
+    } catch (const std::exception& e) {
+        std::cerr << "lakemesh-dev-consul: " << e.what() << "\n";
+        return 1;
+    }
+    std::cout << "==> dev agent stopped\n";
+    return 0;
+}

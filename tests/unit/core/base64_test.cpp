@@ -1,0 +1,38 @@
+#include "core/base64.hpp"
+
+#include <gtest/gtest.h>
+
+namespace lakemesh::detail {
+namespace {
+
+TEST(base64, rfc4648_vectors) {
+    const std::pair<const char*, const char*> v[] = {{"", ""},
+                                                     {"f", "Zg=="},
+                                                     {"fo", "Zm8="},
+                                                     {"foo", "Zm9v"},
+                                                     {"foob", "Zm9vYg=="},
+                                                     {"fooba", "Zm9vYmE="},
+                                                     {"foobar", "Zm9vYmFy"}};
+    for (auto [plain, enc] : v) {
+        EXPECT_EQ(base64_encode(plain), enc);
+        EXPECT_EQ(base64_decode(enc), std::string(plain));
+    }
+}
+
+TEST(base64, binary_round_trip) {
+    std::string all;
+    for (int i = 0; i < 256; ++i)
+        all.push_back(static_cast<char>(i));
+    EXPECT_EQ(base64_decode(base64_encode(all)), all);
+}
+
+TEST(base64, rejects_invalid_input) {
+    EXPECT_FALSE(base64_decode("Zg="));     // bad length
+    EXPECT_FALSE(base64_decode("Zm9v\n"));  // whitespace
+    EXPECT_FALSE(base64_decode("Zm$v"));    // bad character
+    EXPECT_FALSE(base64_decode("Z==="));    // too much padding
+    EXPECT_FALSE(base64_decode("=Zm9"));    // padding first
+}
+
+}  // namespace
+}  // namespace lakemesh::detail
