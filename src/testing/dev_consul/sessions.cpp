@@ -1,10 +1,421 @@
-// PLACEHOLDER: replaced by the real endpoint group.
+// Session endpoints: https://developer.hashicorp.com/consul/api-docs/session
+//
+// Invalidation follows Consul: a session ends when it is destroyed, when a check it is linked to
+// turns critical or is removed, when its node goes away, or when its TTL lapses. Consul only
+// promises to invalidate after up to twice the TTL (its session_ttl multiplier is 2), so a
+// session here expires exactly 2 x TTL after its creation or last renewal. Every invalidation,
+// explicit destroy included, releases or deletes the session's keys per Behavior and applies the
+// session's lock-delay (capped at 60s, as Consul does).
 #include "router.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+
 namespace lakemesh::testing::detail {
-void add_session_routes(router&) {}
-void sessions_tick(store&) {}
-void sessions_on_check_critical(store&, const std::string&, const std::string&) {}
-bool destroy_session(store&, const std::string&) {
-    return false;
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::chrono::nanoseconds session_ttl_min = 10s;
+constexpr std::chrono::nanoseconds session_ttl_max = 86400s;
+constexpr std::chrono::nanoseconds max_lock_delay = 60s;
+constexpr int session_ttl_multiplier = 2;
+// Consul reads a LockDelay below 1000 (ns) as seconds: clients often send 15 meaning "15s".
+constexpr std::int64_t lock_delay_seconds_threshold = 1000;
+
+json session_json(const session_entry& e) {
+    json node_checks = e.node_checks.empty() ? json(nullptr) : json(e.node_checks);
+    json service_checks = nullptr;
+    if (!e.service_checks.empty()) {
+        service_checks = json::array();
+        for (const auto& [id, ns] : e.service_checks) {
+            service_checks.push_back({{"ID", id}, {"Namespace", ns}});
+        }
+    }
+    return json{{"ID", e.id},
+                {"Name", e.name},
+                {"Node", e.node},
+                {"LockDelay", e.lock_delay.count()},
+                {"Behavior", e.behavior},
+                {"TTL", e.ttl},
+                {"NodeChecks", node_checks},
+                {"ServiceChecks", service_checks},
+                {"CreateIndex", e.create_index},
+                {"ModifyIndex", e.modify_index}};
 }
+
+/// Go's JSON decoder matches field names case-insensitively; so do we.
+const json* field(const json& object, std::string_view name) {
+    for (auto it = object.begin(); it != object.end(); ++it) {
+        const auto& key = it.key();
+        if (key.size() == name.size() &&
+            std::equal(key.begin(), key.end(), name.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) ==
+                       std::tolower(static_cast<unsigned char>(b));
+            })) {
+            return &it.value();
+        }
+    }
+    return nullptr;
+}
+
+response decode_error(std::string_view what) {
+    return error_response(400, "Request decode failed: " + std::string(what));
+}
+
+std::string json_kind(const json& v) {
+    if (v.is_string())
+        return "string";
+    if (v.is_number())
+        return "number";
+    if (v.is_boolean())
+        return "bool";
+    if (v.is_array())
+        return "array";
+    return "object";
+}
+
+response type_error(const json& v, std::string_view field_name, std::string_view go_type) {
+    return decode_error("json: cannot unmarshal " + json_kind(v) +
+                        " into Go struct field Session." + std::string(field_name) + " of type " +
+                        std::string(go_type));
+}
+
+/// Reads an optional string field; false (with `err` set) on a wrong type.
+bool read_string(const json& body, std::string_view name, std::string& out, response& err) {
+    const json* v = field(body, name);
+    if (v == nullptr || v->is_null()) {
+        return true;
+    }
+    if (!v->is_string()) {
+        err = type_error(*v, name, "string");
+        return false;
+    }
+    out = v->get<std::string>();
+    return true;
+}
+
+/// Reads an optional list of strings; `present` tells whether the key was given at all.
+bool read_string_list(const json& body, std::string_view name, std::vector<std::string>& out,
+                      bool& present, response& err) {
+    const json* v = field(body, name);
+    present = v != nullptr;
+    if (v == nullptr || v->is_null()) {
+        return true;
+    }
+    if (!v->is_array()) {
+        err = type_error(*v, name, "[]string");
+        return false;
+    }
+    for (const auto& item : *v) {
+        if (!item.is_string()) {
+            err = type_error(item, name, "string");
+            return false;
+        }
+        out.push_back(item.get<std::string>());
+    }
+    return true;
+}
+
+bool read_lock_delay(const json& body, session_entry& e, response& err) {
+    const json* v = field(body, "LockDelay");
+    if (v == nullptr || v->is_null()) {
+        return true;
+    }
+    std::chrono::nanoseconds delay{0};
+    if (v->is_string()) {
+        auto text = v->get<std::string>();
+        auto parsed = parse_go_duration(text);
+        if (!parsed) {
+            err = decode_error("time: invalid duration \"" + text + "\"");
+            return false;
+        }
+        delay = *parsed;
+    } else if (v->is_number()) {
+        double ns = v->get<double>();
+        if (!(std::abs(ns) < 9.2e18)) {
+            err = type_error(*v, "LockDelay", "time.Duration");
+            return false;
+        }
+        delay = std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
+    } else {
+        err = type_error(*v, "LockDelay", "time.Duration");
+        return false;
+    }
+    if (delay.count() >= 0 && delay.count() < lock_delay_seconds_threshold) {
+        delay *= 1'000'000'000;
+    }
+    e.lock_delay = delay;
+    return true;
+}
+
+bool read_service_checks(const json& body, session_entry& e, bool& present, response& err) {
+    const json* v = field(body, "ServiceChecks");
+    present = v != nullptr;
+    if (v == nullptr || v->is_null()) {
+        return true;
+    }
+    if (!v->is_array()) {
+        err = type_error(*v, "ServiceChecks", "[]structs.ServiceCheck");
+        return false;
+    }
+    for (const auto& item : *v) {
+        if (!item.is_object()) {
+            err = type_error(item, "ServiceChecks", "structs.ServiceCheck");
+            return false;
+        }
+        std::string id;
+        std::string ns;
+        if (!read_string(item, "ID", id, err) || !read_string(item, "Namespace", ns, err)) {
+            return false;
+        }
+        e.service_checks.emplace_back(std::move(id), std::move(ns));
+    }
+    return true;
+}
+
+/// Fills `e` from a session/create body. On failure sets Consul's 400 answer in `err`.
+bool decode_create_body(const json& body, session_entry& e, response& err) {
+    if (body.is_null()) {
+        return true;
+    }
+    if (!body.is_object()) {
+        err = decode_error("json: cannot unmarshal " + json_kind(body) +
+                           " into Go value of type structs.Session");
+        return false;
+    }
+    if (!read_string(body, "Name", e.name, err) || !read_string(body, "Node", e.node, err) ||
+        !read_string(body, "Behavior", e.behavior, err) || !read_string(body, "TTL", e.ttl, err) ||
+        !read_lock_delay(body, e, err)) {
+        return false;
+    }
+    std::vector<std::string> legacy_checks;
+    std::vector<std::string> node_checks;
+    bool legacy_present = false;
+    bool node_present = false;
+    bool service_present = false;
+    if (!read_string_list(body, "Checks", legacy_checks, legacy_present, err) ||
+        !read_string_list(body, "NodeChecks", node_checks, node_present, err) ||
+        !read_service_checks(body, e, service_present, err)) {
+        return false;
+    }
+    // Naming any checks replaces the default serfHealth, so a session can opt out of it.
+    if (legacy_present || node_present || service_present) {
+        e.node_checks.clear();
+        for (auto* list : {&node_checks, &legacy_checks}) {
+            for (auto& id : *list) {
+                if (std::find(e.node_checks.begin(), e.node_checks.end(), id) ==
+                    e.node_checks.end()) {
+                    e.node_checks.push_back(std::move(id));
+                }
+            }
+        }
+    }
+    return true;
+}
+
+/// Consul's server-side validation; errors are 500 with Consul's text, as a real agent answers.
+std::optional<response> validate_session(const store& s, session_entry& e) {
+    if (e.node.empty()) {
+        return error_response(500, "Must provide Node");
+    }
+    if (e.behavior.empty()) {
+        e.behavior = "release";
+    }
+    if (e.behavior != "release" && e.behavior != "delete") {
+        return error_response(500, "Invalid Behavior setting '" + e.behavior + "'");
+    }
+    if (!e.ttl.empty()) {
+        auto ttl = parse_go_duration(e.ttl);
+        if (!ttl) {
+            return error_response(500, "Session TTL '" + e.ttl +
+                                           "' invalid: time: invalid duration \"" + e.ttl + "\"");
+        }
+        if (ttl->count() != 0 && (*ttl < session_ttl_min || *ttl > session_ttl_max)) {
+            return error_response(500, "Invalid Session TTL '" + std::to_string(ttl->count()) +
+                                           "', must be between [" +
+                                           format_go_duration(session_ttl_min) + "=" +
+                                           format_go_duration(session_ttl_max) + "]");
+        }
+        e.ttl_duration = *ttl;
+    }
+    if (!s.nodes.count(e.node)) {
+        return error_response(500, "Missing node registration");
+    }
+    std::vector<std::string> ids = e.node_checks;
+    for (const auto& sc : e.service_checks) {
+        ids.push_back(sc.first);
+    }
+    auto node_checks = s.checks.find(e.node);
+    for (const auto& id : ids) {
+        const check_entry* check = nullptr;
+        if (node_checks != s.checks.end()) {
+            if (auto it = node_checks->second.find(id); it != node_checks->second.end()) {
+                check = &it->second;
+            }
+        }
+        if (check == nullptr) {
+            return error_response(500, "Missing check '" + id + "' registration");
+        }
+        if (check->status == "critical") {
+            return error_response(500, "Check '" + id + "' is in critical state");
+        }
+    }
+    return std::nullopt;
+}
+
+void arm_ttl(const store& s, session_entry& e) {
+    if (e.ttl_duration.count() > 0) {
+        e.ttl_deadline = s.now() + std::chrono::duration_cast<clock::duration>(
+                                       e.ttl_duration * session_ttl_multiplier);
+    } else {
+        e.ttl_deadline.reset();
+    }
+}
+
+response session_create(route_context& c) {
+    auto& s = c.s;
+    session_entry e;
+    e.node = c.agent.node_name;
+    e.node_checks = {"serfHealth"};
+    if (!c.req.body.empty()) {
+        response err;
+        auto body = parse_body(c.req, err);
+        if (!body) {
+            return err;
+        }
+        if (!decode_create_body(*body, e, err)) {
+            return err;
+        }
+    }
+    if (auto err = validate_session(s, e)) {
+        return *err;
+    }
+    do {
+        e.id = make_uuid();
+    } while (s.sessions.count(e.id));
+    auto idx = s.write(table_sessions);
+    e.create_index = idx;
+    e.modify_index = idx;
+    arm_ttl(s, e);
+    auto id = e.id;
+    s.sessions.emplace(id, std::move(e));
+    return json_response(json{{"ID", id}});
+}
+
+response session_destroy(route_context& c) {
+    if (c.rest.empty()) {
+        return error_response(400, "Missing session");
+    }
+    // Destroying an absent session is not an error in Consul.
+    destroy_session(c.s, c.rest);
+    return json_response(true);
+}
+
+response session_renew(route_context& c) {
+    if (c.rest.empty()) {
+        return error_response(400, "Missing session");
+    }
+    auto it = c.s.sessions.find(c.rest);
+    if (it == c.s.sessions.end()) {
+        return error_response(404, "Session id '" + c.rest + "' not found");
+    }
+    arm_ttl(c.s, it->second);
+    return json_response(json::array({session_json(it->second)}));
+}
+
+response session_info(route_context& c) {
+    if (c.rest.empty()) {
+        return error_response(400, "Missing session");
+    }
+    json out = json::array();
+    if (auto it = c.s.sessions.find(c.rest); it != c.s.sessions.end()) {
+        out.push_back(session_json(it->second));
+    }
+    return json_response(out, c.s.table_index(table_sessions));
+}
+
+response session_list(route_context& c) {
+    json out = json::array();
+    for (const auto& [id, e] : c.s.sessions) {
+        out.push_back(session_json(e));
+    }
+    return json_response(out, c.s.table_index(table_sessions));
+}
+
+response session_node(route_context& c) {
+    if (c.rest.empty()) {
+        return error_response(400, "Missing node name");
+    }
+    json out = json::array();
+    for (const auto& [id, e] : c.s.sessions) {
+        if (e.node == c.rest) {
+            out.push_back(session_json(e));
+        }
+    }
+    return json_response(out, c.s.table_index(table_sessions));
+}
+
+void destroy_all(store& s, const std::vector<std::string>& ids) {
+    for (const auto& id : ids) {
+        destroy_session(s, id);
+    }
+}
+
+}  // namespace
+
+bool destroy_session(store& s, const std::string& id) {
+    auto it = s.sessions.find(id);
+    if (it == s.sessions.end()) {
+        return false;
+    }
+    session_entry ended = std::move(it->second);
+    s.sessions.erase(it);
+    s.write(table_sessions);
+    ended.lock_delay = std::min(ended.lock_delay, max_lock_delay);
+    kv_release_session(s, ended);
+    return true;
+}
+
+void sessions_tick(store& s) {
+    const auto now = s.now();
+    std::vector<std::string> expired;
+    for (const auto& [id, e] : s.sessions) {
+        if (e.ttl_deadline && now >= *e.ttl_deadline) {
+            expired.push_back(id);
+        }
+    }
+    destroy_all(s, expired);
+}
+
+void sessions_on_check_critical(store& s, const std::string& node, const std::string& check_id) {
+    const bool node_gone = !s.nodes.count(node);
+    std::vector<std::string> doomed;
+    for (const auto& [id, e] : s.sessions) {
+        if (e.node != node) {
+            continue;
+        }
+        bool linked = node_gone ||
+                      std::find(e.node_checks.begin(), e.node_checks.end(), check_id) !=
+                          e.node_checks.end() ||
+                      std::any_of(e.service_checks.begin(), e.service_checks.end(),
+                                  [&](const auto& sc) { return sc.first == check_id; });
+        if (linked) {
+            doomed.push_back(id);
+        }
+    }
+    destroy_all(s, doomed);
+}
+
+void add_session_routes(router& r) {
+    r.add(http::verb::put, "session/create", session_create);
+    r.add(http::verb::put, "session/destroy/", session_destroy);
+    r.add(http::verb::put, "session/renew/", session_renew);
+    r.add(http::verb::get, "session/info/", session_info, table_sessions);
+    r.add(http::verb::get, "session/list", session_list, table_sessions);
+    r.add(http::verb::get, "session/node/", session_node, table_sessions);
+}
+
 }  // namespace lakemesh::testing::detail

@@ -1,0 +1,275 @@
+// Session endpoints of dev_consul (and of a real agent when CONSUL_HTTP_ADDR is set), with the
+// session locks they give KV.
+#include "consul_target.hpp"
+
+#include <chrono>
+#include <thread>
+
+namespace lakemesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class session : public ::testing::Test {
+  protected:
+    void TearDown() override {
+        for (const auto& id : created_) {
+            c.put("/v1/session/destroy/" + id);
+        }
+        c.del("/v1/kv/" + p + "?recurse");
+    }
+
+    /// Creates a session from `body` and returns its ID (asserting success).
+    std::string create(const json& body = json::object()) {
+        auto r = c.put("/v1/session/create", body.dump());
+        EXPECT_EQ(r.status, 200u) << r.body;
+        if (r.status != 200u) {
+            return {};
+        }
+        auto id = r.json_body()["ID"].get<std::string>();
+        created_.push_back(id);
+        return id;
+    }
+
+    json info(const std::string& id) { return c.get("/v1/session/info/" + id).json_body(); }
+
+    json key(const std::string& k) {
+        auto r = c.get("/v1/kv/" + k);
+        return r.status == 200u ? r.json_body()[0] : json(nullptr);
+    }
+
+    consul_target target;
+    raw_http c = target.client();
+    std::string p = unique_name("session");
+    std::vector<std::string> created_;
+};
+
+TEST_F(session, create_with_defaults_then_info_list_node) {
+    auto id = create();
+    ASSERT_EQ(id.size(), 36u);
+    auto r = c.get("/v1/session/info/" + id);
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_GT(r.index(), 0u);
+    auto j = r.json_body();
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0]["ID"], id);
+    EXPECT_EQ(j[0]["Node"], target.node_name());
+    EXPECT_EQ(j[0]["Behavior"], "release");
+    EXPECT_EQ(j[0]["TTL"], "");
+    EXPECT_EQ(j[0]["LockDelay"], 15'000'000'000LL);
+    EXPECT_EQ(j[0]["NodeChecks"], json::array({"serfHealth"}));
+    EXPECT_GT(j[0]["CreateIndex"].get<std::uint64_t>(), 0u);
+    EXPECT_EQ(j[0]["CreateIndex"], j[0]["ModifyIndex"]);
+
+    auto list = c.get("/v1/session/list");
+    ASSERT_EQ(list.status, 200u);
+    bool listed = false;
+    for (const auto& s : list.json_body()) {
+        listed = listed || s["ID"] == id;
+    }
+    EXPECT_TRUE(listed);
+
+    auto node = c.get("/v1/session/node/" + target.node_name()).json_body();
+    bool on_node = false;
+    for (const auto& s : node) {
+        on_node = on_node || s["ID"] == id;
+        EXPECT_EQ(s["Node"], target.node_name());
+    }
+    EXPECT_TRUE(on_node);
+}
+
+TEST_F(session, create_reads_name_ttl_behavior_lock_delay_and_checks) {
+    auto id = create({{"Name", p},
+                      {"TTL", "30s"},
+                      {"Behavior", "delete"},
+                      {"LockDelay", "5s"},
+                      {"NodeChecks", json::array()}});
+    auto j = info(id)[0];
+    EXPECT_EQ(j["Name"], p);
+    EXPECT_EQ(j["TTL"], "30s");
+    EXPECT_EQ(j["Behavior"], "delete");
+    EXPECT_EQ(j["LockDelay"], 5'000'000'000LL);
+    EXPECT_TRUE(j["NodeChecks"].is_null() || j["NodeChecks"].empty());
+    // A small number is read as seconds, as Consul does.
+    auto id2 = create({{"LockDelay", 7}, {"Checks", json::array({"serfHealth"})}});
+    auto j2 = info(id2)[0];
+    EXPECT_EQ(j2["LockDelay"], 7'000'000'000LL);
+    EXPECT_EQ(j2["NodeChecks"], json::array({"serfHealth"}));
+}
+
+TEST_F(session, info_of_unknown_session_is_empty_list) {
+    auto r = c.get("/v1/session/info/00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.json_body(), json::array());
+    EXPECT_EQ(c.get("/v1/session/node/" + unique_name("no-such-node")).json_body(), json::array());
+}
+
+TEST_F(session, destroy_removes_session_and_is_idempotent) {
+    auto id = create();
+    auto r = c.put("/v1/session/destroy/" + id);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body, "true");
+    EXPECT_EQ(info(id), json::array());
+    EXPECT_EQ(c.put("/v1/session/destroy/" + id).body, "true");
+}
+
+TEST_F(session, renew_returns_session_and_unknown_is_404) {
+    auto id = create({{"TTL", "15s"}});
+    auto r = c.put("/v1/session/renew/" + id);
+    ASSERT_EQ(r.status, 200u);
+    auto j = r.json_body();
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0]["ID"], id);
+    EXPECT_EQ(j[0]["TTL"], "15s");
+    auto missing = c.put("/v1/session/renew/00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(missing.status, 404u);
+    EXPECT_EQ(missing.body, "Session id '00000000-0000-0000-0000-000000000000' not found");
+}
+
+TEST_F(session, create_validation_errors) {
+    auto bad_ttl = c.put("/v1/session/create", R"({"TTL":"5s"})");
+    EXPECT_EQ(bad_ttl.status, 500u);
+    EXPECT_NE(bad_ttl.body.find("Invalid Session TTL '5000000000'"), std::string::npos)
+        << bad_ttl.body;
+    EXPECT_EQ(c.put("/v1/session/create", R"({"TTL":"86401s"})").status, 500u);
+    EXPECT_EQ(c.put("/v1/session/create", R"({"TTL":"abc"})").status, 500u);
+    auto bad_behavior = c.put("/v1/session/create", R"({"Behavior":"explode"})");
+    EXPECT_EQ(bad_behavior.status, 500u);
+    EXPECT_EQ(bad_behavior.body, "Invalid Behavior setting 'explode'");
+    EXPECT_EQ(c.put("/v1/session/create", "{not json").status, 400u);
+    EXPECT_EQ(c.put("/v1/session/create", R"({"Name":42})").status, 400u);
+    EXPECT_EQ(c.put("/v1/session/create", R"({"LockDelay":"soon"})").status, 400u);
+    auto missing_check = c.put("/v1/session/create", R"({"Checks":["no-such-check"]})");
+    EXPECT_EQ(missing_check.status, 500u);
+    EXPECT_EQ(missing_check.body, "Missing check 'no-such-check' registration");
+    auto missing_node = c.put("/v1/session/create", json{{"Node", unique_name("ghost")}}.dump());
+    EXPECT_EQ(missing_node.status, 500u);
+    EXPECT_EQ(missing_node.body, "Missing node registration");
+    // Bounds are inclusive.
+    EXPECT_FALSE(create({{"TTL", "10s"}}).empty());
+    EXPECT_FALSE(create({{"TTL", "86400s"}}).empty());
+}
+
+TEST_F(session, lock_acquire_and_release_between_two_sessions) {
+    auto a = create();
+    auto b = create();
+    const auto k = p + "/leader";
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + a, "a").body, "true");
+    auto held = key(k);
+    EXPECT_EQ(held["Session"], a);
+    EXPECT_EQ(held["LockIndex"], 1);
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "false");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?release=" + b, "b").body, "false");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?release=" + a, "a").body, "true");
+    EXPECT_FALSE(key(k).contains("Session"));
+    // An explicit release sets no lock-delay: b acquires at once.
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "true");
+    auto now_b = key(k);
+    EXPECT_EQ(now_b["Session"], b);
+    EXPECT_EQ(now_b["LockIndex"], 2);
+}
+
+TEST_F(session, ttl_expiry_invalidates_after_twice_the_ttl_and_releases_lock) {
+    LAKEMESH_NEEDS_DEV(target);
+    auto id = create({{"TTL", "10s"}, {"LockDelay", "0s"}});
+    const auto k = p + "/lock";
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+    target.dev()->advance_clock(11s);
+    EXPECT_EQ(info(id).size(), 1u) << "Consul waits up to 2 x TTL before invalidating";
+    target.dev()->advance_clock(10s);
+    EXPECT_EQ(info(id), json::array());
+    auto released = key(k);
+    ASSERT_FALSE(released.is_null());
+    EXPECT_FALSE(released.contains("Session"));
+    EXPECT_EQ(released["LockIndex"], 1);
+    EXPECT_EQ(c.get("/v1/kv/" + k + "?raw").body, "v");
+}
+
+TEST_F(session, renew_pushes_the_ttl_deadline) {
+    LAKEMESH_NEEDS_DEV(target);
+    auto id = create({{"TTL", "10s"}});
+    target.dev()->advance_clock(15s);
+    ASSERT_EQ(c.put("/v1/session/renew/" + id).status, 200u);
+    target.dev()->advance_clock(15s);  // 30s since creation, 15s since renewal
+    EXPECT_EQ(info(id).size(), 1u);
+    target.dev()->advance_clock(6s);
+    EXPECT_EQ(info(id), json::array());
+    EXPECT_EQ(c.put("/v1/session/renew/" + id).status, 404u);
+}
+
+TEST_F(session, behavior_delete_removes_held_keys_on_invalidation) {
+    LAKEMESH_NEEDS_DEV(target);
+    auto id = create({{"TTL", "10s"}, {"Behavior", "delete"}});
+    const auto k = p + "/ephemeral";
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+    ASSERT_EQ(c.put("/v1/kv/" + p + "/other", "v").body, "true");
+    target.dev()->advance_clock(21s);
+    EXPECT_EQ(c.get("/v1/kv/" + k).status, 404u);
+    EXPECT_EQ(c.get("/v1/kv/" + p + "/other").status, 200u);
+}
+
+TEST_F(session, lock_delay_blocks_reacquire_after_invalidation_until_it_passes) {
+    LAKEMESH_NEEDS_DEV(target);
+    auto a = create({{"LockDelay", "5s"}});
+    auto b = create();
+    const auto k = p + "/delayed";
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + a, "a").body, "true");
+    ASSERT_EQ(c.put("/v1/session/destroy/" + a).body, "true");
+    EXPECT_FALSE(key(k).contains("Session"));
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "false");
+    target.dev()->advance_clock(4s);
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "false");
+    target.dev()->advance_clock(2s);
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "true");
+}
+
+TEST_F(session, blocking_info_wakes_on_destroy) {
+    auto id = create();
+    auto first = c.get("/v1/session/info/" + id);
+    ASSERT_EQ(first.status, 200u);
+    std::thread destroyer([&] {
+        std::this_thread::sleep_for(50ms);
+        raw_http other = target.client();
+        other.put("/v1/session/destroy/" + id);
+    });
+    auto started = std::chrono::steady_clock::now();
+    auto r =
+        c.get("/v1/session/info/" + id + "?index=" + std::to_string(first.index()) + "&wait=5s");
+    destroyer.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 4s);
+    EXPECT_EQ(r.json_body(), json::array());
+    EXPECT_GT(r.index(), first.index());
+}
+
+TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
+    LAKEMESH_NEEDS_DEV(target);
+    testing::dev_consul_options opts;
+    opts.node_name = unique_name("node2");
+    testing::dev_consul second(*target.dev(), opts);
+    auto id = create({{"Node", opts.node_name}});
+    // A session without serfHealth survives the loss of its node's agent.
+    auto survivor = create({{"Node", opts.node_name}, {"NodeChecks", json::array()}});
+    const auto k = p + "/owned";
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+    ASSERT_EQ(c.get("/v1/session/node/" + opts.node_name).json_body().size(), 2u);
+
+    second.stop();
+
+    EXPECT_EQ(info(id), json::array());
+    EXPECT_EQ(info(survivor).size(), 1u);
+    EXPECT_FALSE(key(k).contains("Session"));
+    // serfHealth is critical now, so a new default session on that node is refused.
+    auto refused = c.put("/v1/session/create", json{{"Node", opts.node_name}}.dump());
+    EXPECT_EQ(refused.status, 500u);
+    EXPECT_EQ(refused.body, "Check 'serfHealth' is in critical state");
+}
+
+TEST_F(session, missing_id_is_400) {
+    EXPECT_EQ(c.put("/v1/session/destroy/").status, 400u);
+    EXPECT_EQ(c.put("/v1/session/renew/").status, 400u);
+    EXPECT_EQ(c.get("/v1/session/info/").status, 400u);
+    EXPECT_EQ(c.get("/v1/session/node/").status, 400u);
+}
+
+}  // namespace
+}  // namespace lakemesh::test
