@@ -1,0 +1,227 @@
+// HTTP and TCP checks that the agent runs itself, against tiny loopback servers.
+#include "consul_target.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace lakemesh::test {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+/// Answers every request with `status` and body "body-<status>"; records the last request.
+class loopback_http_server {
+  public:
+    loopback_http_server() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        accept();
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~loopback_http_server() {
+        io_.stop();
+        thread_.join();
+    }
+
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    std::atomic<unsigned> status{200};
+    std::atomic<int> hits{0};
+    std::string last_method() {
+        std::lock_guard lock(mutex_);
+        return last_method_;
+    }
+    std::string last_header(const std::string& name) {
+        std::lock_guard lock(mutex_);
+        auto it = last_headers_.find(name);
+        return it == last_headers_.end() ? std::string{} : it->second;
+    }
+    std::string last_body() {
+        std::lock_guard lock(mutex_);
+        return last_body_;
+    }
+
+  private:
+    void accept() {
+        acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+            if (ec) {
+                return;
+            }
+            serve(std::move(socket));
+            accept();
+        });
+    }
+
+    void serve(tcp::socket socket) {
+        boost::beast::flat_buffer buffer;
+        http::request<http::string_body> req;
+        boost::system::error_code ec;
+        http::read(socket, buffer, req, ec);
+        if (ec) {
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            last_method_ = std::string(req.method_string());
+            last_body_ = req.body();
+            last_headers_.clear();
+            for (const auto& f : req) {
+                last_headers_[std::string(f.name_string())] = std::string(f.value());
+            }
+        }
+        ++hits;
+        unsigned code = status.load();
+        http::response<http::string_body> res{static_cast<http::status>(code), 11};
+        res.body() = "body-" + std::to_string(code);
+        res.keep_alive(false);
+        res.prepare_payload();
+        http::write(socket, res, ec);
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+    }
+
+    asio::io_context io_;
+    tcp::acceptor acceptor_;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::string last_method_;
+    std::string last_body_;
+    std::map<std::string, std::string> last_headers_;
+};
+
+/// A loopback port with nothing listening on it.
+std::uint16_t closed_port() {
+    asio::io_context io;
+    tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    return a.local_endpoint().port();
+}
+
+class checks : public ::testing::Test {
+  protected:
+    void TearDown() override { c.put("/v1/agent/service/deregister/" + name); }
+
+    json check(const std::string& id) {
+        auto all = c.get("/v1/agent/checks").json_body();
+        return all.contains(id) ? all[id] : json();
+    }
+    bool status_becomes(const std::string& id, const std::string& want) {
+        return eventually([&] {
+            auto chk = check(id);
+            return chk.is_object() && chk["Status"] == want;
+        });
+    }
+    /// Lets the next interval run happen: the dev agent schedules on its virtual clock;
+    /// a real agent just needs the (1 s) interval to pass in real time.
+    void next_interval() {
+        if (target.dev() != nullptr) {
+            target.dev()->advance_clock(std::chrono::seconds(1));
+        }
+    }
+
+    consul_target target;
+    raw_http c = target.client();
+    std::string name = unique_name("chk");
+};
+
+TEST_F(checks, http_check_follows_the_endpoint_status) {
+    loopback_http_server server;
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/health";
+    ASSERT_EQ(c.put("/v1/agent/service/register",
+                    json{{"Name", name}, {"Check", {{"HTTP", url}, {"Interval", "1s"}}}}.dump())
+                  .status,
+              200u);
+    const std::string id = "service:" + name;
+    ASSERT_TRUE(status_becomes(id, "passing")) << check(id).dump();
+    EXPECT_EQ(check(id)["Output"], "HTTP GET " + url + ": 200 OK Output: body-200");
+    EXPECT_EQ(check(id)["Type"], "http");
+    EXPECT_EQ(server.last_method(), "GET");
+
+    server.status = 500;
+    next_interval();
+    ASSERT_TRUE(status_becomes(id, "critical")) << check(id).dump();
+    EXPECT_EQ(check(id)["Output"],
+              "HTTP GET " + url + ": 500 Internal Server Error Output: body-500");
+
+    server.status = 429;
+    next_interval();
+    ASSERT_TRUE(status_becomes(id, "warning")) << check(id).dump();
+}
+
+TEST_F(checks, http_check_sends_method_headers_and_body) {
+    loopback_http_server server;
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/probe?x=1";
+    ASSERT_EQ(c.put("/v1/agent/service/register", json{{"Name", name},
+                                                       {"Check",
+                                                        {{"HTTP", url},
+                                                         {"Method", "POST"},
+                                                         {"Header", {{"X-Probe", {"yes"}}}},
+                                                         {"Body", "ping"},
+                                                         {"Interval", "1s"},
+                                                         {"Timeout", "2s"}}}}
+                                                      .dump())
+                  .status,
+              200u);
+    ASSERT_TRUE(status_becomes("service:" + name, "passing"));
+    EXPECT_EQ(server.last_method(), "POST");
+    EXPECT_EQ(server.last_header("X-Probe"), "yes");
+    EXPECT_EQ(server.last_body(), "ping");
+}
+
+TEST_F(checks, http_check_to_a_closed_port_is_critical) {
+    const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/";
+    ASSERT_EQ(c.put("/v1/agent/service/register",
+                    json{{"Name", name},
+                         {"Check", {{"HTTP", url}, {"Interval", "1s"}, {"Status", "passing"}}}}
+                        .dump())
+                  .status,
+              200u);
+    ASSERT_TRUE(status_becomes("service:" + name, "critical"));
+    EXPECT_FALSE(check("service:" + name)["Output"].get<std::string>().empty());
+}
+
+TEST_F(checks, tcp_check_passes_on_a_listening_port_and_fails_on_a_closed_one) {
+    asio::io_context io;
+    tcp::acceptor listening(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    const std::string open = "127.0.0.1:" + std::to_string(listening.local_endpoint().port());
+    const std::string closed = "127.0.0.1:" + std::to_string(closed_port());
+    ASSERT_EQ(c.put("/v1/agent/service/register",
+                    json{{"Name", name},
+                         {"Checks",
+                          {{{"CheckID", name + "-open"}, {"TCP", open}, {"Interval", "1s"}},
+                           {{"CheckID", name + "-closed"},
+                            {"TCP", closed},
+                            {"Interval", "1s"},
+                            {"Status", "passing"}}}}}
+                        .dump())
+                  .status,
+              200u);
+    ASSERT_TRUE(status_becomes(name + "-open", "passing"));
+    EXPECT_EQ(check(name + "-open")["Output"], "TCP connect " + open + ": Success");
+    ASSERT_TRUE(status_becomes(name + "-closed", "critical"));
+}
+
+TEST_F(checks, deregistering_a_running_check_stops_it) {
+    loopback_http_server server;
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+    ASSERT_EQ(c.put("/v1/agent/service/register",
+                    json{{"Name", name}, {"Check", {{"HTTP", url}, {"Interval", "1s"}}}}.dump())
+                  .status,
+              200u);
+    ASSERT_TRUE(status_becomes("service:" + name, "passing"));
+    ASSERT_EQ(c.put("/v1/agent/service/deregister/" + name).status, 200u);
+    const int hits = server.hits.load();
+    next_interval();
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    if (target.dev() != nullptr) {
+        EXPECT_EQ(server.hits.load(), hits);
+    }
+    EXPECT_TRUE(check("service:" + name).is_null());
+}
+
+}  // namespace
+}  // namespace lakemesh::test
