@@ -204,6 +204,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
         if (!target->path.starts_with("/v1/")) {
             co_return error_response(404, "404 page not found");
         }
+        const auto token = request_token(msg, *target);
         request rq;
         rq.method = msg.method();
         rq.path = target->path.substr(4);
@@ -213,7 +214,6 @@ class connection final : public closable, public std::enable_shared_from_this<co
 
         const auto& acl = agent_->opts.acl_token;
         if (!acl.empty() && !rq.path.starts_with("status/")) {
-            auto token = request_token(msg, *target);
             if (token.empty()) {
                 co_return error_response(403,
                                          "Permission denied: anonymous token lacks permission");

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# lakemesh developer entry point, used by the README's Quick start and by CI.
+#   bash cmake/dev.sh demo   install missing Debian packages, build, run the demo
+#   bash cmake/dev.sh test   install missing Debian packages, build, run every test
+#                            (normal build, packaging checks, then ASan+UBSan build)
+# Idempotent: packages already present are not reinstalled; builds are incremental (ccache).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+packages=(build-essential g++ cmake ninja-build ccache pkg-config git
+          libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev
+          nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev openssl
+          libgtest-dev libgmock-dev libbenchmark-dev)
+
+install_deps() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if ((${#missing[@]})); then
+        echo "== installing missing Debian packages: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+jobs="$(nproc 2>/dev/null || echo 2)"
+
+build_preset() {
+    local preset="$1"
+    shift
+    cmake --preset "$preset" "$@" >/dev/null
+    cmake --build --preset "$preset" -j "$jobs"
+}
+
+run_demo() {
+    build_preset release -DLAKEMESH_BUILD_TESTS=OFF -DLAKEMESH_BUILD_BENCH=OFF -DLAKEMESH_BUILD_EXAMPLES=OFF
+    echo "== starting the dev Consul agent (Ctrl-C to stop)"
+    exec ./build/release/lakemesh-dev-consul -dev -http-port "${LAKEMESH_DEMO_PORT:-8500}"
+}
+
+# Builds a tiny consumer project against lakemesh installed into a prefix, then again with
+# add_subdirectory, to prove the packaging works.
+check_packaging() {
+    local work="$here/build/packaging"
+    rm -rf "$work"
+    mkdir -p "$work"
+    echo "== packaging: install + find_package(lakemesh CONFIG)"
+    cmake -S . -B "$work/lib" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+        -DLAKEMESH_BUILD_TESTS=OFF -DLAKEMESH_BUILD_EXAMPLES=OFF -DLAKEMESH_BUILD_BENCH=OFF \
+        -DCMAKE_INSTALL_PREFIX="$work/prefix" >/dev/null
+    cmake --build "$work/lib" -j "$jobs" >/dev/null
+    cmake --install "$work/lib" >/dev/null
+    cmake -S tests/consumer -B "$work/consumer-package" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+        -DCMAKE_BUILD_TYPE=Release -DLAKEMESH_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+    cmake --build "$work/consumer-package" >/dev/null
+    "$work/consumer-package/lakemesh-consumer"
+    echo "== packaging: add_subdirectory(lakemesh)"
+    cmake -S tests/consumer -B "$work/consumer-subdir" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+        -DCMAKE_BUILD_TYPE=Release -DLAKEMESH_CONSUMER_MODE=subdirectory -DLAKEMESH_SOURCE_DIR="$here" >/dev/null
+    cmake --build "$work/consumer-subdir" -j "$jobs" >/dev/null
+    "$work/consumer-subdir/lakemesh-consumer"
+}
+
+run_tests() {
+    local failed=0
+    echo "== build (debug): library, dev_consul, tests, examples, benchmarks"
+    build_preset debug
+    echo "== tests (debug)"
+    ctest --preset debug || failed=1
+    check_packaging || failed=1
+    echo "== build (asan: AddressSanitizer + UndefinedBehaviorSanitizer)"
+    build_preset asan
+    echo "== tests (asan)"
+    ctest --preset asan || failed=1
+    if ((failed)); then
+        echo "== FAILED"
+        return 1
+    fi
+    echo "== all tests passed"
+}
+
+case "${1:-}" in
+    demo) install_deps; run_demo ;;
+    test) install_deps; run_tests ;;
+    deps) install_deps ;;
+    *) echo "usage: bash cmake/dev.sh demo|test|deps" >&2; exit 2 ;;
+esac
