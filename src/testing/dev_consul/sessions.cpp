@@ -191,25 +191,27 @@ bool decode_create_body(const json& body, session_entry& e, response& err) {
         !read_lock_delay(body, e, err)) {
         return false;
     }
-    std::vector<std::string> legacy_checks;
+    // The legacy Checks list defaults to serfHealth and only naming it ("Checks": []) drops the
+    // default; NodeChecks and ServiceChecks add to it (Consul's agent behaves the same way).
+    std::vector<std::string> legacy_checks{"serfHealth"};
     std::vector<std::string> node_checks;
     bool legacy_present = false;
-    bool node_present = false;
-    bool service_present = false;
-    if (!read_string_list(body, "Checks", legacy_checks, legacy_present, err) ||
-        !read_string_list(body, "NodeChecks", node_checks, node_present, err) ||
-        !read_service_checks(body, e, service_present, err)) {
+    bool unused_present = false;
+    std::vector<std::string> given_legacy;
+    if (!read_string_list(body, "Checks", given_legacy, legacy_present, err) ||
+        !read_string_list(body, "NodeChecks", node_checks, unused_present, err) ||
+        !read_service_checks(body, e, unused_present, err)) {
         return false;
     }
-    // Naming any checks replaces the default serfHealth, so a session can opt out of it.
-    if (legacy_present || node_present || service_present) {
-        e.node_checks.clear();
-        for (auto* list : {&node_checks, &legacy_checks}) {
-            for (auto& id : *list) {
-                if (std::find(e.node_checks.begin(), e.node_checks.end(), id) ==
-                    e.node_checks.end()) {
-                    e.node_checks.push_back(std::move(id));
-                }
+    if (legacy_present) {
+        legacy_checks = std::move(given_legacy);
+    }
+    // Consul reports the legacy list merged into NodeChecks.
+    e.node_checks.clear();
+    for (auto* list : {&node_checks, &legacy_checks}) {
+        for (auto& id : *list) {
+            if (std::find(e.node_checks.begin(), e.node_checks.end(), id) == e.node_checks.end()) {
+                e.node_checks.push_back(std::move(id));
             }
         }
     }

@@ -83,7 +83,7 @@ TEST_F(session, create_reads_name_ttl_behavior_lock_delay_and_checks) {
                       {"TTL", "30s"},
                       {"Behavior", "delete"},
                       {"LockDelay", "5s"},
-                      {"NodeChecks", json::array()}});
+                      {"Checks", json::array()}});
     auto j = info(id)[0];
     EXPECT_EQ(j["Name"], p);
     EXPECT_EQ(j["TTL"], "30s");
@@ -248,7 +248,7 @@ TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
     testing::dev_consul second(*target.dev(), opts);
     auto id = create({{"Node", opts.node_name}});
     // A session without serfHealth survives the loss of its node's agent.
-    auto survivor = create({{"Node", opts.node_name}, {"NodeChecks", json::array()}});
+    auto survivor = create({{"Node", opts.node_name}, {"Checks", json::array()}});
     const auto k = p + "/owned";
     ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
     ASSERT_EQ(c.get("/v1/session/node/" + opts.node_name).json_body().size(), 2u);
@@ -262,6 +262,70 @@ TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
     auto refused = c.put("/v1/session/create", json{{"Node", opts.node_name}}.dump());
     EXPECT_EQ(refused.status, 500u);
     EXPECT_EQ(refused.body, "Check 'serfHealth' is in critical state");
+}
+
+TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
+    const auto check = unique_name("chk");
+    auto reg = c.put(
+        "/v1/agent/check/register",
+        json{{"CheckID", check}, {"Name", check}, {"TTL", "60s"}, {"Status", "passing"}}.dump());
+    ASSERT_EQ(reg.status, 200u) << reg.body;
+    std::string id;
+    ASSERT_TRUE(eventually([&] {
+        auto r = c.put("/v1/session/create",
+                       json{{"NodeChecks", json::array({"serfHealth", check})}}.dump());
+        if (r.status != 200u) {
+            return false;  // a real agent syncs the check to the catalog asynchronously
+        }
+        id = r.json_body()["ID"].get<std::string>();
+        return true;
+    }));
+    created_.push_back(id);
+    EXPECT_EQ(info(id)[0]["NodeChecks"], json::array({"serfHealth", check}));
+    const auto k = p + "/guarded";
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+
+    ASSERT_EQ(c.put("/v1/agent/check/fail/" + check).status, 200u);
+
+    EXPECT_TRUE(eventually([&] { return info(id).empty(); }));
+    EXPECT_FALSE(key(k).contains("Session"));
+    // While the check is critical, no session can be linked to it.
+    auto refused =
+        c.put("/v1/session/create",
+              json{{"Checks", json::array()}, {"NodeChecks", json::array({check})}}.dump());
+    EXPECT_EQ(refused.status, 500u);
+    EXPECT_EQ(refused.body, "Check '" + check + "' is in critical state");
+    c.put("/v1/agent/check/deregister/" + check);
+}
+
+TEST_F(session, removing_a_linked_service_check_invalidates_the_session) {
+    const auto svc = unique_name("svc");
+    auto reg =
+        c.put("/v1/agent/service/register",
+              json{{"ID", svc}, {"Name", svc}, {"Check", {{"TTL", "60s"}, {"Status", "passing"}}}}
+                  .dump());
+    ASSERT_EQ(reg.status, 200u) << reg.body;
+    const auto check = "service:" + svc;
+    std::string id;
+    ASSERT_TRUE(eventually([&] {
+        auto r = c.put("/v1/session/create",
+                       json{{"ServiceChecks", json::array({{{"ID", check}}})}}.dump());
+        if (r.status != 200u) {
+            return false;
+        }
+        id = r.json_body()["ID"].get<std::string>();
+        return true;
+    }));
+    created_.push_back(id);
+    auto j = info(id)[0];
+    ASSERT_EQ(j["ServiceChecks"].size(), 1u);
+    EXPECT_EQ(j["ServiceChecks"][0]["ID"], check);
+    // Naming service checks only still keeps the default serfHealth node check.
+    EXPECT_EQ(j["NodeChecks"], json::array({"serfHealth"}));
+
+    ASSERT_EQ(c.put("/v1/agent/service/deregister/" + svc).status, 200u);
+
+    EXPECT_TRUE(eventually([&] { return info(id).empty(); }));
 }
 
 TEST_F(session, missing_id_is_400) {
