@@ -17,6 +17,47 @@ json weights_json(const service_weights& w) {
 
 }  // namespace
 
+std::string valid_utf8(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto b0 = static_cast<unsigned char>(text[i]);
+        std::size_t len = 0;
+        std::uint32_t min = 0;
+        if (b0 < 0x80) {
+            out += text[i++];
+            continue;
+        }
+        if ((b0 & 0xE0) == 0xC0) {
+            len = 2;
+            min = 0x80;
+        } else if ((b0 & 0xF0) == 0xE0) {
+            len = 3;
+            min = 0x800;
+        } else if ((b0 & 0xF8) == 0xF0) {
+            len = 4;
+            min = 0x10000;
+        }
+        bool ok = len != 0 && i + len <= text.size();
+        std::uint32_t cp = len == 0 ? 0 : (b0 & (0x7F >> len));
+        for (std::size_t k = 1; ok && k < len; ++k) {
+            const auto b = static_cast<unsigned char>(text[i + k]);
+            ok = (b & 0xC0) == 0x80;
+            cp = (cp << 6) | (b & 0x3F);
+        }
+        ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+        if (ok) {
+            out.append(text.substr(i, len));
+            i += len;
+        } else {
+            out += "\xEF\xBF\xBD";
+            ++i;
+        }
+    }
+    return out;
+}
+
 std::string normalised_duration(const std::string& text) {
     if (text.empty()) {
         return "";
@@ -67,8 +108,8 @@ json check_json(const check_entry& c) {
                 {"CheckID", c.id},
                 {"Name", c.name},
                 {"Status", c.status},
-                {"Notes", c.notes},
-                {"Output", c.output},
+                {"Notes", valid_utf8(c.notes)},
+                {"Output", valid_utf8(c.output)},
                 {"ServiceID", c.service_id},
                 {"ServiceName", c.service_name},
                 {"ServiceTags", c.service_tags},

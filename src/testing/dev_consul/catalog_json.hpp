@@ -17,6 +17,10 @@ json agent_service_json(const service_entry& svc, const std::string& datacenter)
 /// structs.ServiceNode as catalog/service answers it.
 json service_node_json(const node_entry& n, const service_entry& svc);
 
+/// `text` with every invalid UTF-8 sequence replaced by U+FFFD: check output and notes come
+/// from query strings and probed servers, and JSON can only carry valid UTF-8.
+std::string valid_utf8(std::string_view text);
+
 /// Interval/Timeout text as Consul echoes it ("10s", "1m0s"), or "" when unset.
 std::string normalised_duration(const std::string& text);
 

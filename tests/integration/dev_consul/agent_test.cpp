@@ -196,6 +196,12 @@ TEST_F(agent, ttl_pass_warn_fail_and_update_set_status_and_output) {
     EXPECT_EQ(c.put("/v1/agent/check/update/" + id, "{oops").status, 400u);
     EXPECT_EQ(status_of()["Status"], "passing");
 
+    // Output that is not UTF-8 is stored with replacement characters, never breaking reads.
+    ASSERT_EQ(c.put("/v1/agent/check/pass/" + id + "?note=a%FFb").status, 200u);
+    EXPECT_EQ(status_of()["Output"],
+              "a\xEF\xBF\xBD"
+              "b");
+
     auto unknown = c.put("/v1/agent/check/pass/" + id + "-nope");
     EXPECT_EQ(unknown.status, 404u);
     EXPECT_EQ(unknown.body, "Unknown check ID \"" + id +
