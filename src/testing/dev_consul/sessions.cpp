@@ -151,9 +151,8 @@ bool read_lock_delay(const json& body, session_entry& e, response& err) {
     return true;
 }
 
-bool read_service_checks(const json& body, session_entry& e, bool& present, response& err) {
+bool read_service_checks(const json& body, session_entry& e, response& err) {
     const json* v = field(body, "ServiceChecks");
-    present = v != nullptr;
     if (v == nullptr || v->is_null()) {
         return true;
     }
@@ -193,18 +192,17 @@ bool decode_create_body(const json& body, session_entry& e, response& err) {
     }
     // The legacy Checks list defaults to serfHealth and only naming it ("Checks": []) drops the
     // default; NodeChecks and ServiceChecks add to it (Consul's agent behaves the same way).
-    std::vector<std::string> legacy_checks{"serfHealth"};
+    std::vector<std::string> legacy_checks;
     std::vector<std::string> node_checks;
     bool legacy_present = false;
-    bool unused_present = false;
-    std::vector<std::string> given_legacy;
-    if (!read_string_list(body, "Checks", given_legacy, legacy_present, err) ||
-        !read_string_list(body, "NodeChecks", node_checks, unused_present, err) ||
-        !read_service_checks(body, e, unused_present, err)) {
+    bool node_present = false;
+    if (!read_string_list(body, "Checks", legacy_checks, legacy_present, err) ||
+        !read_string_list(body, "NodeChecks", node_checks, node_present, err) ||
+        !read_service_checks(body, e, err)) {
         return false;
     }
-    if (legacy_present) {
-        legacy_checks = std::move(given_legacy);
+    if (!legacy_present) {
+        legacy_checks = {"serfHealth"};
     }
     // Consul reports the legacy list merged into NodeChecks.
     e.node_checks.clear();
