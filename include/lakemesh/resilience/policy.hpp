@@ -179,7 +179,11 @@ void invoke_operation(Op& op, const attempt_context& ctx, Handler&& handler) {
 }
 
 template <typename Op, typename Signature>
-class runner_impl;
+class runner_impl {
+    static_assert(sizeof(Op) == 0,
+                  "async_execute: the operation must complete with void(error_code) or "
+                  "void(error_code, T)");
+};
 
 template <typename Op>
 class runner_impl<Op, void(error_code)> final : public attempt_runner {
