@@ -1,6 +1,6 @@
 // A subset of Consul's ?filter language (hashicorp/go-bexpr) evaluated over the JSON form of
 // each result entry: `==`, `!=`, `in`, `not in`, `contains`, `not contains`, `is empty`,
-// `is not empty`, `matches`, `not matches`, combined with `and`, `or`, `not` and parentheses.
+// `is not empty` (not `matches`), combined with `and`, `or`, `not` and parentheses.
 // https://developer.hashicorp.com/consul/api-docs/features/filtering
 #pragma once
 

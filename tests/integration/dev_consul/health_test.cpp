@@ -137,13 +137,24 @@ TEST_F(health, filter_supports_meta_tags_and_boolean_combinations) {
     EXPECT_EQ(filtered("Service.Meta.zone is empty"), set{cc});
     EXPECT_EQ(filtered("Node.Node == \"" + target.node_name() + "\"").size(), 3u);
 
-    for (auto bad : {"Service.Meta.ver ==", "(\"blue\" in Service.Tags", "Service.Tags wibble",
-                     "== \"x\"", "\"unterminated"}) {
+    const std::vector<std::string> bad_filters{"Service.Meta.ver ==", "(\"blue\" in Service.Tags",
+                                               "Service.Tags wibble", "== \"x\"", "\"unterminated"};
+    for (const auto& bad : bad_filters) {
         auto r = c.get("/v1/health/service/" + name + "?filter=" + url_encode(bad));
         EXPECT_EQ(r.status, 400u) << bad;
         EXPECT_NE(r.body.find("Failed to create boolean expression evaluator"), std::string::npos)
             << r.body;
     }
+}
+
+TEST_F(health, deeply_nested_filter_is_refused_not_a_crash) {
+    LAKEMESH_NEEDS_DEV(target);  // dev_consul bounds nesting; Consul's parser has no such limit
+    add_instance(name, name + "-a", json::array(), json::object(), "passing");
+    const std::string deep =
+        std::string(5000, '(') + "Service.ID == \"x\"" + std::string(5000, ')');
+    auto r = c.get("/v1/health/service/" + name + "?filter=" + url_encode(deep));
+    EXPECT_EQ(r.status, 400u);
+    EXPECT_EQ(filtered("((Service.ID == \"" + name + "-a\"))"), std::set<std::string>{name + "-a"});
 }
 
 TEST_F(health, checks_state_and_node_endpoints) {
