@@ -1,0 +1,276 @@
+#include "client_impl.hpp"
+
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
+namespace lakemesh::consul {
+namespace detail {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+client_impl::client_impl(asio::any_io_executor ex, client_config c, observe::logger l)
+    : net(std::make_shared<transport>(std::move(ex), std::move(c), l)), log(std::move(l)) {}
+
+std::string client_impl::make_target(std::string_view path, const params_t& params) {
+    // Unreserved characters and '/' stay as they are; everything else is percent-encoded, so a
+    // key such as "a b/c?d" reaches Consul as the segments "a b" and "c?d".
+    static constexpr auto segment_chars = boost::urls::unreserved_chars + '/';
+    std::string out = "/v1/";
+    out += boost::urls::encode(path, segment_chars);
+    char sep = '?';
+    for (const auto& [k, v] : params) {
+        out += sep;
+        out += boost::urls::encode(k, boost::urls::unreserved_chars);
+        if (!v.empty()) {
+            out += '=';
+            out += boost::urls::encode(v, boost::urls::unreserved_chars);
+        }
+        sep = '&';
+    }
+    return out;
+}
+
+void client_impl::add_query_params(params_t& params, const query_options& q) const {
+    const auto& dc = q.datacenter.empty() ? cfg().datacenter : q.datacenter;
+    if (!dc.empty()) {
+        params.emplace_back("dc", dc);
+    }
+    const auto& ns = q.namespace_name.empty() ? cfg().namespace_name : q.namespace_name;
+    if (!ns.empty()) {
+        params.emplace_back("ns", ns);
+    }
+    switch (q.consistency.value_or(cfg().consistency)) {
+        case consistency_mode::stale:
+            params.emplace_back("stale", "");
+            break;
+        case consistency_mode::consistent:
+            params.emplace_back("consistent", "");
+            break;
+        case consistency_mode::default_mode:
+            break;
+    }
+    if (q.index > 0) {
+        params.emplace_back("index", std::to_string(q.index));
+        if (q.wait.count() > 0) {
+            params.emplace_back("wait", std::to_string(q.wait.count()) + "ms");
+        }
+    }
+    if (!q.filter.empty()) {
+        params.emplace_back("filter", q.filter);
+    }
+}
+
+error_code client_impl::check_status(const http_answer& a, diagnostics& diag) {
+    auto ec = error_from_http_status(a.status);
+    if (ec) {
+        diag.set_http_status(a.status);
+        // Consul's error bodies are short text; keep a bounded amount.
+        diag.set_server_message(a.body.size() > 4096 ? a.body.substr(0, 4096) + "..." : a.body);
+    }
+    return ec;
+}
+
+error_code validate_text(std::string_view what, std::string_view text, diagnostics& diag,
+                         bool allow_empty) {
+    if (!allow_empty && text.empty()) {
+        diag.set_client_message(std::string(what) + " must not be empty");
+        return validation_errc::invalid_name;
+    }
+    for (char c : text) {
+        auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) {
+            diag.set_client_message(std::string(what) + " contains a control character");
+            return c == '\r' || c == '\n' ? validation_errc::header_injection
+                                          : validation_errc::control_character;
+        }
+    }
+    return {};
+}
+
+error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empty) {
+    if (!allow_empty && key.empty()) {
+        diag.set_client_message("KV key must not be empty");
+        return validation_errc::invalid_key;
+    }
+    if (!key.empty() && key.front() == '/') {
+        diag.set_client_message("KV key must not start with '/': " + std::string(key));
+        return validation_errc::invalid_key;
+    }
+    return validate_text("KV key", key, diag);
+}
+
+error_code parse_json(const std::string& body, json& out, diagnostics& diag) {
+    out = json::parse(body, nullptr, false);
+    if (out.is_discarded()) {
+        diag.set_client_message("response body is not valid JSON");
+        return decode_errc::malformed_json;
+    }
+    return {};
+}
+
+error_code get_string(const json& obj, const char* field, std::string& out, diagnostics& diag,
+                      const std::string& where, bool required) {
+    auto it = obj.find(field);
+    if (it == obj.end() || it->is_null()) {
+        if (!required) {
+            out.clear();
+            return {};
+        }
+        diag.set_client_message("missing field " + where + "." + field);
+        return decode_errc::missing_field;
+    }
+    if (!it->is_string()) {
+        diag.set_client_message("field " + where + "." + field + " is not a string");
+        return decode_errc::wrong_type;
+    }
+    out = it->get<std::string>();
+    return {};
+}
+
+error_code get_u64(const json& obj, const char* field, std::uint64_t& out, diagnostics& diag,
+                   const std::string& where, bool required) {
+    auto it = obj.find(field);
+    if (it == obj.end() || it->is_null()) {
+        if (!required) {
+            out = 0;
+            return {};
+        }
+        diag.set_client_message("missing field " + where + "." + field);
+        return decode_errc::missing_field;
+    }
+    if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<std::int64_t>() >= 0)) {
+        diag.set_client_message("field " + where + "." + field + " is not a non-negative integer");
+        return decode_errc::wrong_type;
+    }
+    out = it->get<std::uint64_t>();
+    return {};
+}
+
+// ------------------------------------------------------------------ status and raw
+
+void run_status_leader(std::shared_ptr<client_impl> impl, handler_t<std::string> h) {
+    run_operation<std::string>(
+        impl, std::move(h),
+        [impl]() -> asio::awaitable<std::pair<error_code, result<std::string>>> {
+            result<std::string> r;
+            http_call call;
+            call.target = client_impl::make_target("status/leader", {});
+            auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+            if (!ec) {
+                ec = client_impl::check_status(a, r.diag);
+            }
+            json j;
+            if (!ec && !(ec = parse_json(a.body, j, r.diag))) {
+                if (!j.is_string()) {
+                    r.diag.set_client_message("status/leader answer is not a JSON string");
+                    ec = decode_errc::wrong_type;
+                } else {
+                    r.value = j.get<std::string>();
+                }
+            }
+            co_return std::pair{ec, std::move(r)};
+        });
+}
+
+void run_status_peers(std::shared_ptr<client_impl> impl, handler_t<std::vector<std::string>> h) {
+    run_operation<std::vector<std::string>>(
+        impl, std::move(h),
+        [impl]() -> asio::awaitable<std::pair<error_code, result<std::vector<std::string>>>> {
+            result<std::vector<std::string>> r;
+            http_call call;
+            call.target = client_impl::make_target("status/peers", {});
+            auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+            if (!ec) {
+                ec = client_impl::check_status(a, r.diag);
+            }
+            json j;
+            if (!ec && !(ec = parse_json(a.body, j, r.diag))) {
+                if (!j.is_array()) {
+                    r.diag.set_client_message("status/peers answer is not a JSON array");
+                    ec = decode_errc::wrong_type;
+                } else {
+                    for (const auto& e : j) {
+                        if (!e.is_string()) {
+                            r.diag.set_client_message("status/peers entry is not a string");
+                            ec = decode_errc::wrong_type;
+                            break;
+                        }
+                        r.value.push_back(e.get<std::string>());
+                    }
+                }
+            }
+            co_return std::pair{ec, std::move(r)};
+        });
+}
+
+void run_raw(std::shared_ptr<client_impl> impl, raw_request req, handler_t<raw_response> h) {
+    run_operation<raw_response>(
+        impl, std::move(h),
+        [impl,
+         req = std::move(req)]() -> asio::awaitable<std::pair<error_code, result<raw_response>>> {
+            result<raw_response> r;
+            http_call call;
+            call.method = http::string_to_verb(req.method);
+            if (call.method == http::verb::unknown) {
+                r.diag.set_client_message("unknown HTTP method '" + req.method + "'");
+                co_return std::pair{error_code(validation_errc::invalid_argument), std::move(r)};
+            }
+            if (auto ec = validate_text("path", req.path, r.diag, false)) {
+                co_return std::pair{ec, std::move(r)};
+            }
+            for (const auto& [k, v] : req.params) {
+                if (auto ec = validate_text("query parameter " + k, k + v, r.diag)) {
+                    co_return std::pair{ec, std::move(r)};
+                }
+            }
+            call.target = client_impl::make_target(req.path, req.params);
+            call.body = req.body;
+            call.idempotent = req.idempotent;
+            auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+            r.meta = a.meta;
+            r.value.status = a.status;
+            r.value.body = std::move(a.body);
+            co_return std::pair{ec, std::move(r)};
+        });
+}
+
+}  // namespace detail
+
+namespace {
+std::shared_ptr<detail::client_impl> make_impl(boost::asio::any_io_executor ex, client_config cfg,
+                                               observe::logger log) {
+    diagnostics diag;
+    if (auto ec = cfg.validate(diag)) {
+        throw lakemesh::error(ec, diag);
+    }
+    return std::make_shared<detail::client_impl>(std::move(ex), std::move(cfg), std::move(log));
+}
+}  // namespace
+
+client::client(executor_type ex, client_config cfg, observe::logger log)
+    : impl_(make_impl(std::move(ex), std::move(cfg), std::move(log))) {}
+client::client(boost::asio::io_context& io, client_config cfg, observe::logger log)
+    : client(io.get_executor(), std::move(cfg), std::move(log)) {}
+client::~client() {
+    if (impl_) {
+        impl_->net->shutdown();
+    }
+}
+client::client(client&&) noexcept = default;
+client& client::operator=(client&&) noexcept = default;
+
+client::executor_type client::get_executor() const noexcept {
+    return impl_->net->executor();
+}
+const client_config& client::config() const noexcept {
+    return impl_->cfg();
+}
+void client::shutdown() {
+    impl_->net->shutdown();
+}
+std::size_t client::open_connections(std::size_t i) const {
+    return impl_->net->open_connections(i);
+}
+
+}  // namespace lakemesh::consul

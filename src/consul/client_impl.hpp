@@ -1,0 +1,105 @@
+// The compiled side of consul::client: request building (Boost.URL), validation, the generic
+// operation runner (one coroutine per operation, bound to the caller's cancellation slot and
+// executor), status mapping and JSON decoding helpers.
+#pragma once
+
+#include <lakemesh/consul/client.hpp>
+
+#include "transport.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
+
+#include <exception>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace lakemesh::consul::detail {
+
+using json = nlohmann::json;
+using params_t = std::vector<std::pair<std::string, std::string>>;
+
+class client_impl {
+  public:
+    client_impl(boost::asio::any_io_executor ex, client_config cfg, observe::logger log);
+
+    std::shared_ptr<transport> net;
+    observe::logger log;
+
+    const client_config& cfg() const { return net->config(); }
+
+    /// "/v1/" + path (each '/'-separated segment percent-encoded) + encoded query.
+    static std::string make_target(std::string_view path, const params_t& params);
+    /// Adds dc, ns, consistency, index, wait and filter from `q` and the config defaults.
+    void add_query_params(params_t& params, const query_options& q) const;
+
+    /// Maps a non-2xx answer to consul_errc with Consul's text in diag.
+    static error_code check_status(const http_answer& a, diagnostics& diag);
+};
+
+/// A name, ID, key or parameter headed for a URL: rejects control characters.
+error_code validate_text(std::string_view what, std::string_view text, diagnostics& diag,
+                         bool allow_empty = true);
+/// A KV key: non-empty unless `allow_empty`, no leading '/', no control characters.
+error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empty);
+
+/// Parses a JSON body; decode_errc::malformed_json with a diag on failure.
+error_code parse_json(const std::string& body, json& out, diagnostics& diag);
+
+/// Typed field access that names the field on failure.
+error_code get_string(const json& obj, const char* field, std::string& out, diagnostics& diag,
+                      const std::string& where, bool required = true);
+error_code get_u64(const json& obj, const char* field, std::uint64_t& out, diagnostics& diag,
+                   const std::string& where, bool required = true);
+
+/// Runs `body` (a callable returning awaitable<std::pair<error_code, result<T>>>) as one
+/// operation and completes `handler` on its associated executor, honouring its cancellation slot.
+///
+/// The caller's slot is not handed to co_spawn directly: co_spawn would leave its own
+/// cancellation handler installed in that slot after completing, and a caller that starts its
+/// next operation from the completion handler (every coroutine does) would replace it while the
+/// finished coroutine frame still points at it. Instead the slot forwards to a signal we own,
+/// is cleared before completion, and the handler is posted so the finished frame is gone first.
+template <class T, class Body>
+void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handler, Body body) {
+    namespace asio = boost::asio;
+    struct op_state {
+        asio::cancellation_signal signal;
+    };
+    auto ex = impl->net->executor();
+    auto state = std::make_shared<op_state>();
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    if (slot.is_connected()) {
+        slot.assign([state](asio::cancellation_type type) { state->signal.emit(type); });
+    }
+    auto handler_ex = asio::get_associated_executor(handler, ex);
+    asio::co_spawn(
+        ex, std::move(body),
+        asio::bind_cancellation_slot(
+            state->signal.slot(),
+            [h = std::move(handler), state, slot, ex, handler_ex](
+                std::exception_ptr e, std::pair<error_code, result<T>> r) mutable {
+                if (e) {
+                    // Only std::bad_alloc can get here; report it as an error code rather
+                    // than letting an exception escape a handler.
+                    r.first = make_error_code(boost::system::errc::not_enough_memory);
+                    r.second.diag.set_client_message("out of memory");
+                }
+                if (slot.is_connected()) {
+                    slot.clear();
+                }
+                asio::post(
+                    ex, asio::bind_executor(handler_ex, [h = std::move(h), state = std::move(state),
+                                                         r = std::move(r)]() mutable {
+                        std::move(h)(r.first, std::move(r.second));
+                    }));
+            }));
+}
+
+}  // namespace lakemesh::consul::detail

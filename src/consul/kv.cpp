@@ -1,0 +1,257 @@
+// KV operations: https://developer.hashicorp.com/consul/api-docs/kv
+#include "client_impl.hpp"
+#include "core/base64.hpp"
+#include "kv_codec.hpp"
+
+namespace lakemesh::consul::detail {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+error_code decode_kv_entries(const std::string& body, std::vector<kv_pair>& out,
+                             diagnostics& diag) {
+    json j;
+    if (auto ec = parse_json(body, j, diag)) {
+        return ec;
+    }
+    if (!j.is_array()) {
+        diag.set_client_message("KV answer is not a JSON array");
+        return decode_errc::wrong_type;
+    }
+    out.clear();
+    out.reserve(j.size());
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        const auto& e = j[i];
+        const std::string where = "KV[" + std::to_string(i) + "]";
+        if (!e.is_object()) {
+            diag.set_client_message(where + " is not an object");
+            return decode_errc::wrong_type;
+        }
+        kv_pair p;
+        std::string value64;
+        error_code ec;
+        if ((ec = get_string(e, "Key", p.key, diag, where)) ||
+            (ec = get_string(e, "Value", value64, diag, where, false)) ||
+            (ec = get_u64(e, "Flags", p.flags, diag, where, false)) ||
+            (ec = get_string(e, "Session", p.session, diag, where, false)) ||
+            (ec = get_u64(e, "LockIndex", p.lock_index, diag, where, false)) ||
+            (ec = get_u64(e, "CreateIndex", p.create_index, diag, where)) ||
+            (ec = get_u64(e, "ModifyIndex", p.modify_index, diag, where))) {
+            return ec;
+        }
+        auto value = lakemesh::detail::base64_decode(value64);
+        if (!value) {
+            diag.set_client_message("field " + where + ".Value is not valid base64");
+            return decode_errc::invalid_base64;
+        }
+        p.value = std::move(*value);
+        out.push_back(std::move(p));
+    }
+    return {};
+}
+
+error_code decode_string_array(const std::string& body, std::vector<std::string>& out,
+                               diagnostics& diag) {
+    json j;
+    if (auto ec = parse_json(body, j, diag)) {
+        return ec;
+    }
+    if (!j.is_array()) {
+        diag.set_client_message("answer is not a JSON array");
+        return decode_errc::wrong_type;
+    }
+    out.clear();
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        if (!j[i].is_string()) {
+            diag.set_client_message("entry [" + std::to_string(i) + "] is not a string");
+            return decode_errc::wrong_type;
+        }
+        out.push_back(j[i].get<std::string>());
+    }
+    return {};
+}
+
+error_code decode_bool(const std::string& body, bool& out, diagnostics& diag) {
+    // Consul answers "true" or "false", sometimes with a trailing newline.
+    std::string_view b = body;
+    while (!b.empty() && (b.back() == '\n' || b.back() == '\r' || b.back() == ' ')) {
+        b.remove_suffix(1);
+    }
+    if (b == "true") {
+        out = true;
+        return {};
+    }
+    if (b == "false") {
+        out = false;
+        return {};
+    }
+    diag.set_client_message("expected true or false in the answer");
+    return decode_errc::wrong_type;
+}
+
+namespace {
+
+/// A KV read: 404 means "no such key", which is an empty answer rather than an error.
+template <class T, class Decode>
+asio::awaitable<std::pair<error_code, result<T>>> kv_read(std::shared_ptr<client_impl> impl,
+                                                          std::string key, params_t params,
+                                                          query_options q, bool allow_empty_key,
+                                                          Decode decode) {
+    result<T> r;
+    if (auto ec = validate_key(key, r.diag, allow_empty_key)) {
+        co_return std::pair{ec, std::move(r)};
+    }
+    if (auto ec = validate_text("filter", q.filter, r.diag)) {
+        co_return std::pair{ec, std::move(r)};
+    }
+    impl->add_query_params(params, q);
+    http_call call;
+    call.target = client_impl::make_target("kv/" + key, params);
+    call.blocking = q.index > 0;
+    call.wait = q.wait;
+    auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+    r.meta = a.meta;
+    if (ec) {
+        co_return std::pair{ec, std::move(r)};
+    }
+    if (a.status == 404) {
+        co_return std::pair{error_code{}, std::move(r)};
+    }
+    if ((ec = client_impl::check_status(a, r.diag))) {
+        co_return std::pair{ec, std::move(r)};
+    }
+    ec = decode(a.body, r.value, r.diag);
+    if (ec) {
+        r.value = T{};
+    }
+    co_return std::pair{ec, std::move(r)};
+}
+
+asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<client_impl> impl,
+                                                              http::verb method, std::string key,
+                                                              std::string body, params_t params,
+                                                              bool allow_empty_key,
+                                                              bool idempotent) {
+    result<bool> r;
+    if (auto ec = validate_key(key, r.diag, allow_empty_key)) {
+        co_return std::pair{ec, std::move(r)};
+    }
+    for (const auto& [k, v] : params) {
+        if (auto ec = validate_text(k, v, r.diag)) {
+            co_return std::pair{ec, std::move(r)};
+        }
+    }
+    if (!impl->cfg().datacenter.empty() &&
+        std::none_of(params.begin(), params.end(), [](const auto& p) { return p.first == "dc"; })) {
+        params.emplace_back("dc", impl->cfg().datacenter);
+    }
+    http_call call;
+    call.method = method;
+    call.target = client_impl::make_target("kv/" + key, params);
+    call.body = std::move(body);
+    call.idempotent = idempotent;
+    auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+    r.meta = a.meta;
+    if (!ec) {
+        ec = client_impl::check_status(a, r.diag);
+    }
+    if (!ec) {
+        ec = decode_bool(a.body, r.value, r.diag);
+    }
+    co_return std::pair{ec, std::move(r)};
+}
+
+}  // namespace
+
+void run_kv_get(std::shared_ptr<client_impl> impl, std::string key, query_options q,
+                handler_t<std::optional<kv_pair>> h) {
+    run_operation<std::optional<kv_pair>>(
+        impl, std::move(h), [impl, key = std::move(key), q = std::move(q)] {
+            return kv_read<std::optional<kv_pair>>(
+                impl, key, {}, q, false,
+                [](const std::string& body, std::optional<kv_pair>& out, diagnostics& diag) {
+                    std::vector<kv_pair> v;
+                    if (auto ec = decode_kv_entries(body, v, diag)) {
+                        return ec;
+                    }
+                    if (v.size() != 1) {
+                        diag.set_client_message("expected exactly one KV entry, got " +
+                                                std::to_string(v.size()));
+                        return error_code(decode_errc::wrong_type);
+                    }
+                    out = std::move(v.front());
+                    return error_code{};
+                });
+        });
+}
+
+void run_kv_list(std::shared_ptr<client_impl> impl, std::string prefix, query_options q,
+                 handler_t<std::vector<kv_pair>> h) {
+    run_operation<std::vector<kv_pair>>(
+        impl, std::move(h), [impl, prefix = std::move(prefix), q = std::move(q)] {
+            return kv_read<std::vector<kv_pair>>(impl, prefix, {{"recurse", ""}}, q, true,
+                                                 decode_kv_entries);
+        });
+}
+
+void run_kv_keys(std::shared_ptr<client_impl> impl, std::string prefix, std::string separator,
+                 query_options q, handler_t<std::vector<std::string>> h) {
+    run_operation<std::vector<std::string>>(
+        impl, std::move(h),
+        [impl, prefix = std::move(prefix), sep = std::move(separator), q = std::move(q)] {
+            params_t params{{"keys", ""}};
+            if (!sep.empty()) {
+                params.emplace_back("separator", sep);
+            }
+            return kv_read<std::vector<std::string>>(impl, prefix, std::move(params), q, true,
+                                                     decode_string_array);
+        });
+}
+
+void run_kv_put(std::shared_ptr<client_impl> impl, std::string key, std::string value,
+                kv_put_options o, handler_t<bool> h) {
+    run_operation<bool>(impl, std::move(h),
+                        [impl, key = std::move(key), value = std::move(value), o = std::move(o)] {
+                            params_t params;
+                            if (o.flags != 0) {
+                                params.emplace_back("flags", std::to_string(o.flags));
+                            }
+                            if (o.cas) {
+                                params.emplace_back("cas", std::to_string(*o.cas));
+                            }
+                            if (!o.acquire.empty()) {
+                                params.emplace_back("acquire", o.acquire);
+                            }
+                            if (!o.release.empty()) {
+                                params.emplace_back("release", o.release);
+                            }
+                            if (!o.datacenter.empty()) {
+                                params.emplace_back("dc", o.datacenter);
+                            }
+                            // A plain PUT sets the same value again: idempotent. CAS and lock
+                            // operations are not: a repeat after a lost answer could report false
+                            // for a write that happened.
+                            bool idempotent = !o.cas && o.acquire.empty() && o.release.empty();
+                            return kv_write(impl, http::verb::put, key, value, std::move(params),
+                                            false, idempotent);
+                        });
+}
+
+void run_kv_delete(std::shared_ptr<client_impl> impl, std::string key, kv_delete_options o,
+                   handler_t<bool> h) {
+    run_operation<bool>(impl, std::move(h), [impl, key = std::move(key), o = std::move(o)] {
+        params_t params;
+        if (o.recurse) {
+            params.emplace_back("recurse", "");
+        }
+        if (o.cas) {
+            params.emplace_back("cas", std::to_string(*o.cas));
+        }
+        if (!o.datacenter.empty()) {
+            params.emplace_back("dc", o.datacenter);
+        }
+        return kv_write(impl, http::verb::delete_, key, {}, std::move(params), o.recurse, !o.cas);
+    });
+}
+
+}  // namespace lakemesh::consul::detail

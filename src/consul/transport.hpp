@@ -1,0 +1,64 @@
+// HTTP/1.1 keep-alive transport to Consul agents: a connection pool per address, TLS, failover,
+// timeouts, cancellation, and the rule that a request is never sent twice unless that is safe.
+#pragma once
+
+#include <lakemesh/consul/client_config.hpp>
+#include <lakemesh/consul/types.hpp>
+#include <lakemesh/observe/log.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace lakemesh::consul::detail {
+
+struct http_call {
+    boost::beast::http::verb method = boost::beast::http::verb::get;
+    /// Encoded origin-form target: "/v1/kv/a%20b?index=5".
+    std::string target;
+    std::string body;
+    /// Safe to send again when a reused connection turns out to be dead.
+    bool idempotent = true;
+    /// A blocking query: its own connection (not counted against the pool cap) and a timeout
+    /// that allows for the wait.
+    bool blocking = false;
+    std::chrono::milliseconds wait{0};
+};
+
+struct http_answer {
+    unsigned status = 0;
+    std::string body;
+    query_meta meta;
+};
+
+class transport : public std::enable_shared_from_this<transport> {
+  public:
+    transport(boost::asio::any_io_executor ex, client_config cfg, observe::logger log);
+    ~transport();
+
+    /// One request/response exchange. Never throws; errors come back as the error_code, with
+    /// details in `diag`. A non-2xx status is not an error here (the caller maps it).
+    boost::asio::awaitable<std::pair<error_code, http_answer>> exchange(http_call call,
+                                                                        diagnostics& diag);
+    /// Closes idle connections; in-flight exchanges finish or fail.
+    void shutdown();
+
+    const client_config& config() const noexcept { return cfg_; }
+    const boost::asio::any_io_executor& executor() const noexcept { return ex_; }
+    /// Connections currently open to address i (idle + busy), for tests.
+    std::size_t open_connections(std::size_t i) const;
+
+    struct state;
+
+  private:
+    boost::asio::any_io_executor ex_;
+    client_config cfg_;
+    observe::logger log_;
+    std::unique_ptr<state> st_;
+};
+
+}  // namespace lakemesh::consul::detail
