@@ -297,8 +297,8 @@ TEST_F(client_fixture, concurrent_calls_are_capped_by_the_pool) {
 TEST_F(client_fixture, validation_errors_send_nothing) {
     LAKEMESH_NEEDS_DEV(target);
     auto before = target.dev()->requests_served();
-    for (const std::string key : {std::string("a\r\nX-Evil: 1"), std::string("a\x01"),
-                                  std::string("/lead"), std::string()}) {
+    for (const std::string& key : {std::string("a\r\nX-Evil: 1"), std::string("a\x01"),
+                                   std::string("/lead"), std::string()}) {
         auto f = c.async_kv_get(key, {}, asio::use_future);
         io.restart();
         io.run();
