@@ -31,6 +31,8 @@ install_deps() {
 }
 
 jobs="$(nproc 2>/dev/null || echo 2)"
+# Let ccache share results between clones in different folders (CI builds a fresh clone).
+export CCACHE_BASEDIR="$here" CCACHE_NOHASHDIR=1
 
 build_preset() {
     local preset="$1"
