@@ -3,6 +3,8 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include <algorithm>
+
 namespace lakemesh::consul {
 namespace detail {
 
@@ -145,6 +147,167 @@ error_code get_u64(const json& obj, const char* field, std::uint64_t& out, diagn
     }
     out = it->get<std::uint64_t>();
     return {};
+}
+
+namespace {
+const json* find_field(const json& obj, const char* field) {
+    auto it = obj.find(field);
+    return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+error_code missing(diagnostics& diag, const std::string& where, const char* field) {
+    diag.set_client_message("missing field " + where + "." + field);
+    return decode_errc::missing_field;
+}
+error_code wrong(diagnostics& diag, const std::string& where, const char* field,
+                 const char* expected) {
+    diag.set_client_message("field " + where + "." + field + " is not " + expected);
+    return decode_errc::wrong_type;
+}
+}  // namespace
+
+error_code get_bool(const json& obj, const char* field, bool& out, diagnostics& diag,
+                    const std::string& where, bool required) {
+    const json* v = find_field(obj, field);
+    if (v == nullptr) {
+        out = false;
+        return required ? missing(diag, where, field) : error_code{};
+    }
+    if (!v->is_boolean()) {
+        return wrong(diag, where, field, "a boolean");
+    }
+    out = v->get<bool>();
+    return {};
+}
+
+error_code get_i64(const json& obj, const char* field, std::int64_t& out, diagnostics& diag,
+                   const std::string& where, bool required) {
+    const json* v = find_field(obj, field);
+    if (v == nullptr) {
+        out = 0;
+        return required ? missing(diag, where, field) : error_code{};
+    }
+    if (v->is_number_integer()) {
+        out = v->get<std::int64_t>();
+        return {};
+    }
+    // Go encodes some integers as floats with no fraction (e.g. durations); accept exact ones.
+    if (v->is_number_float()) {
+        double d = v->get<double>();
+        if (d == static_cast<double>(static_cast<std::int64_t>(d))) {
+            out = static_cast<std::int64_t>(d);
+            return {};
+        }
+    }
+    return wrong(diag, where, field, "an integer");
+}
+
+error_code get_string_list(const json& obj, const char* field, std::vector<std::string>& out,
+                           diagnostics& diag, const std::string& where, bool required) {
+    out.clear();
+    const json* v = find_field(obj, field);
+    if (v == nullptr) {
+        return required ? missing(diag, where, field) : error_code{};
+    }
+    if (!v->is_array()) {
+        return wrong(diag, where, field, "an array of strings");
+    }
+    out.reserve(v->size());
+    for (const auto& e : *v) {
+        if (!e.is_string()) {
+            out.clear();
+            return wrong(diag, where, field, "an array of strings");
+        }
+        out.push_back(e.get<std::string>());
+    }
+    return {};
+}
+
+error_code get_string_map(const json& obj, const char* field,
+                          std::map<std::string, std::string>& out, diagnostics& diag,
+                          const std::string& where, bool required) {
+    out.clear();
+    const json* v = find_field(obj, field);
+    if (v == nullptr) {
+        return required ? missing(diag, where, field) : error_code{};
+    }
+    if (!v->is_object()) {
+        return wrong(diag, where, field, "an object of strings");
+    }
+    for (const auto& [k, e] : v->items()) {
+        if (!e.is_string()) {
+            out.clear();
+            return wrong(diag, where, field, "an object of strings");
+        }
+        out.emplace(k, e.get<std::string>());
+    }
+    return {};
+}
+
+error_code expect_object(const json& j, diagnostics& diag, const std::string& where) {
+    if (j.is_object()) {
+        return {};
+    }
+    diag.set_client_message(where + " is not a JSON object");
+    return decode_errc::wrong_type;
+}
+
+error_code expect_array(const json& j, diagnostics& diag, const std::string& where) {
+    if (j.is_array()) {
+        return {};
+    }
+    diag.set_client_message(where + " is not a JSON array");
+    return decode_errc::wrong_type;
+}
+
+asio::awaitable<error_code> call_json(client_impl& impl, http_call call, diagnostics& diag,
+                                      query_meta* meta, json* body, bool allow_404, bool* found) {
+    if (found != nullptr) {
+        *found = true;
+    }
+    auto [ec, a] = co_await impl.net->exchange(std::move(call), diag);
+    if (meta != nullptr) {
+        *meta = a.meta;
+    }
+    if (ec) {
+        co_return ec;
+    }
+    if (allow_404 && a.status == 404) {
+        if (found != nullptr) {
+            *found = false;
+        }
+        co_return error_code{};
+    }
+    if ((ec = client_impl::check_status(a, diag))) {
+        co_return ec;
+    }
+    if (body != nullptr) {
+        ec = parse_json(a.body, *body, diag);
+    }
+    co_return ec;
+}
+
+http_call read_call(const client_impl& impl, std::string_view path, params_t params,
+                    const query_options& q) {
+    impl.add_query_params(params, q);
+    http_call call;
+    call.target = client_impl::make_target(path, params);
+    call.blocking = q.index > 0;
+    call.wait = q.wait;
+    return call;
+}
+
+http_call write_call(const client_impl& impl, http::verb method, std::string_view path,
+                     params_t params, std::string body, bool idempotent) {
+    if (!impl.cfg().datacenter.empty() &&
+        std::none_of(params.begin(), params.end(), [](const auto& p) { return p.first == "dc"; })) {
+        params.emplace_back("dc", impl.cfg().datacenter);
+    }
+    http_call call;
+    call.method = method;
+    call.target = client_impl::make_target(path, params);
+    call.body = std::move(body);
+    call.idempotent = idempotent;
+    return call;
 }
 
 // ------------------------------------------------------------------ status and raw

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <exception>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -57,6 +58,35 @@ error_code get_string(const json& obj, const char* field, std::string& out, diag
                       const std::string& where, bool required = true);
 error_code get_u64(const json& obj, const char* field, std::uint64_t& out, diagnostics& diag,
                    const std::string& where, bool required = true);
+
+error_code get_bool(const json& obj, const char* field, bool& out, diagnostics& diag,
+                    const std::string& where, bool required = true);
+error_code get_i64(const json& obj, const char* field, std::int64_t& out, diagnostics& diag,
+                   const std::string& where, bool required = true);
+/// An array of strings ("Tags"); null or absent gives an empty vector unless required.
+error_code get_string_list(const json& obj, const char* field, std::vector<std::string>& out,
+                           diagnostics& diag, const std::string& where, bool required = false);
+/// An object of string values ("Meta"); null or absent gives an empty map unless required.
+error_code get_string_map(const json& obj, const char* field,
+                          std::map<std::string, std::string>& out, diagnostics& diag,
+                          const std::string& where, bool required = false);
+/// Checks that `j` is an object (or array), naming `where` otherwise.
+error_code expect_object(const json& j, diagnostics& diag, const std::string& where);
+error_code expect_array(const json& j, diagnostics& diag, const std::string& where);
+
+/// One call to Consul for the typed endpoints: sends `call`, copies the query meta into `meta`,
+/// maps a non-2xx status to consul_errc (Consul's text in diag) and parses a JSON body when
+/// `body` is non-null. A 404 is returned as consul_errc::not_found unless `allow_404`, in which
+/// case it completes without error and `*found` (when given) is set to false.
+boost::asio::awaitable<error_code> call_json(client_impl& impl, http_call call, diagnostics& diag,
+                                             query_meta* meta, json* body,
+                                             bool allow_404 = false, bool* found = nullptr);
+/// Builds an http_call for a read with query options (blocking when q.index > 0).
+http_call read_call(const client_impl& impl, std::string_view path, params_t params,
+                    const query_options& q);
+/// Builds an http_call for a write (PUT unless `method` says otherwise); adds dc when configured.
+http_call write_call(const client_impl& impl, boost::beast::http::verb method,
+                     std::string_view path, params_t params, std::string body, bool idempotent);
 
 /// Runs `body` (a callable returning awaitable<std::pair<error_code, result<T>>>) as one
 /// operation and completes `handler` on its associated executor, honouring its cancellation slot.

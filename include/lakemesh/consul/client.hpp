@@ -15,7 +15,13 @@
 //   that do not parse.
 #pragma once
 
+#include <lakemesh/consul/agent.hpp>
+#include <lakemesh/consul/catalog.hpp>
 #include <lakemesh/consul/client_config.hpp>
+#include <lakemesh/consul/detail/async.hpp>
+#include <lakemesh/consul/health.hpp>
+#include <lakemesh/consul/session.hpp>
+#include <lakemesh/consul/txn.hpp>
 #include <lakemesh/consul/types.hpp>
 #include <lakemesh/observe/log.hpp>
 
@@ -33,11 +39,6 @@
 namespace lakemesh::consul {
 
 namespace detail {
-class client_impl;
-
-template <class T>
-using handler_t = boost::asio::any_completion_handler<void(error_code, result<T>)>;
-
 void run_kv_get(std::shared_ptr<client_impl>, std::string key, query_options,
                 handler_t<std::optional<kv_pair>>);
 void run_kv_list(std::shared_ptr<client_impl>, std::string prefix, query_options,
@@ -73,6 +74,15 @@ class client {
     void shutdown();
     /// Connections open to configured address i (tests and metrics).
     std::size_t open_connections(std::size_t address_index = 0) const;
+
+    // ------------------------------------------------------------------ endpoint groups
+    // Cheap handles sharing this client's connections, e.g. c.agent().async_self(token).
+
+    agent_api agent() const { return agent_api{impl_}; }
+    health_api health() const { return health_api{impl_}; }
+    catalog_api catalog() const { return catalog_api{impl_}; }
+    session_api session() const { return session_api{impl_}; }
+    txn_api txn() const { return txn_api{impl_}; }
 
     // ------------------------------------------------------------------ KV
     // https://developer.hashicorp.com/consul/api-docs/kv
@@ -191,9 +201,8 @@ class client {
     // coroutine frame by a bitwise copy, leaving a short std::string inside it pointing at its
     // old place. Inside coroutines, pass named option variables or use the overloads.
     template <class T, class Init, class Token>
-    auto initiate(Init init, Token& token) {
-        return boost::asio::async_initiate<Token, void(error_code, result<T>)>(std::move(init),
-                                                                               token);
+    static auto initiate(Init init, Token& token) {
+        return detail::initiate<T>(std::move(init), token);
     }
 
     std::shared_ptr<detail::client_impl> impl_;
