@@ -78,6 +78,9 @@ struct transport::state {
     std::deque<pool> pools;  // deque: pools are neither copied nor moved once made
     std::size_t preferred = 0;
     std::unique_ptr<asio::ssl::context> tls;
+    /// Why the TLS settings cannot be used (a CA or certificate file that does not load);
+    /// every exchange fails with it rather than with a puzzling handshake error.
+    std::string tls_error;
     bool shut_down = false;
 };
 
@@ -102,12 +105,14 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
             ctx->set_default_verify_paths(ec);
         }
         if (ec) {
-            log_.error("cannot load CA file '" + cfg_.tls.ca_file + "': " + ec.message());
+            st_->tls_error = cfg_.tls.ca_file.empty()
+                                 ? "cannot load the system's default CA paths: " + ec.message()
+                                 : "cannot load CA file '" + cfg_.tls.ca_file + "': " + ec.message();
         }
         if (!cfg_.tls.ca_path.empty()) {
             ctx->add_verify_path(cfg_.tls.ca_path, ec);
             if (ec) {
-                log_.error("cannot use CA path '" + cfg_.tls.ca_path + "': " + ec.message());
+                st_->tls_error = "cannot use CA path '" + cfg_.tls.ca_path + "': " + ec.message();
             }
         }
         if (!cfg_.tls.cert_file.empty()) {
@@ -116,7 +121,8 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
                 ctx->use_private_key_file(cfg_.tls.key_file, asio::ssl::context::pem, ec);
             }
             if (ec) {
-                log_.error("cannot load client certificate/key: " + ec.message());
+                st_->tls_error = "cannot load client certificate '" + cfg_.tls.cert_file +
+                                 "' or key '" + cfg_.tls.key_file + "': " + ec.message();
             }
         }
         if (cfg_.tls.verify) {
@@ -129,6 +135,9 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
                 "path. Never use this outside a test.");
         }
         st_->tls = std::move(ctx);
+        if (!st_->tls_error.empty()) {
+            log_.error(st_->tls_error);
+        }
     }
 }
 
@@ -246,6 +255,10 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
     http_answer answer;
     if (st.shut_down) {
         co_return std::pair{error_code(asio::error::operation_aborted), answer};
+    }
+    if (!st.tls_error.empty()) {
+        diag.set_client_message(st.tls_error);
+        co_return std::pair{error_code(validation_errc::invalid_configuration), answer};
     }
 
     http::request<http::string_body> req{call.method, call.target, 11};

@@ -1,18 +1,14 @@
 // HTTP and TCP checks that the agent runs itself, against tiny loopback servers.
 #include "consul_target.hpp"
+#include "test_certs.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include <atomic>
-#include <cstdio>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -105,40 +101,6 @@ std::uint16_t closed_port() {
     asio::io_context io;
     tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     return a.local_endpoint().port();
-}
-
-/// Writes a fresh self-signed certificate for 127.0.0.1 and its key; returns false on failure.
-bool write_self_signed(const std::string& cert_path, const std::string& key_path) {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    bool ok = key != nullptr && cert != nullptr;
-    if (ok) {
-        X509_set_version(cert, 2);
-        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-        X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-        X509_set_pubkey(cert, key);
-        X509_NAME* subject = X509_get_subject_name(cert);
-        X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                                   reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
-        X509_set_issuer_name(cert, subject);
-        ok = X509_sign(cert, key, EVP_sha256()) > 0;
-    }
-    if (ok) {
-        FILE* c = std::fopen(cert_path.c_str(), "w");
-        FILE* k = std::fopen(key_path.c_str(), "w");
-        ok = c != nullptr && k != nullptr && PEM_write_X509(c, cert) == 1 &&
-             PEM_write_PrivateKey(k, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-        if (c != nullptr) {
-            std::fclose(c);
-        }
-        if (k != nullptr) {
-            std::fclose(k);
-        }
-    }
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    return ok;
 }
 
 class checks : public ::testing::Test {
@@ -247,13 +209,11 @@ TEST_F(checks, tcp_check_passes_on_a_listening_port_and_fails_on_a_closed_one) {
 
 TEST_F(checks, https_check_honours_tls_skip_verify) {
     // The probed HTTPS server is a second, TLS-serving dev agent with a self-signed certificate.
-    const auto dir = std::filesystem::temp_directory_path();
-    const std::string cert = (dir / (name + ".crt")).string();
-    const std::string key = (dir / (name + ".key")).string();
-    ASSERT_TRUE(write_self_signed(cert, key));
+    self_signed_cert cert;
+    ASSERT_TRUE(cert.ok());
     testing::dev_consul_options opts;
-    opts.tls_cert_file = cert;
-    opts.tls_key_file = key;
+    opts.tls_cert_file = cert.cert_file();
+    opts.tls_key_file = cert.key_file();
     testing::dev_consul tls_server(opts);
     const std::string url = tls_server.url() + "/v1/status/leader";
     ASSERT_EQ(c.put("/v1/agent/service/register", json{{"Name", name},
@@ -272,8 +232,6 @@ TEST_F(checks, https_check_honours_tls_skip_verify) {
     EXPECT_TRUE(status_becomes(name + "-skip", "passing")) << check(name + "-skip").dump();
     EXPECT_TRUE(status_becomes(name + "-verify", "critical")) << check(name + "-verify").dump();
     c.put("/v1/agent/service/deregister/" + name);
-    std::filesystem::remove(cert);
-    std::filesystem::remove(key);
 }
 
 TEST_F(checks, deregistering_a_running_check_stops_it) {

@@ -1,0 +1,172 @@
+// consul::client over HTTPS against a dev_consul serving a throw-away certificate: a trusted CA
+// works, an untrusted certificate or a wrong server name is refused before any request is sent,
+// and turning verification off works but is logged loudly.
+#include <lakemesh/consul/client.hpp>
+
+#include "consul_target.hpp"
+#include "test_certs.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <mutex>
+
+namespace lakemesh::test {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using consul::client;
+using consul::client_config;
+
+/// Keeps every line logged at warn level or above.
+class capturing_sink : public observe::log_sink {
+  public:
+    bool enabled(observe::log_level level) const noexcept override {
+        return level >= observe::log_level::warn;
+    }
+    void write(observe::log_level, std::string_view, std::string_view message) override {
+        std::lock_guard lock(mutex_);
+        lines_.emplace_back(message);
+    }
+    std::vector<std::string> lines() const {
+        std::lock_guard lock(mutex_);
+        return lines_;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::vector<std::string> lines_;
+};
+
+/// use_future that keeps the error code and the diagnostics instead of throwing.
+const auto both = asio::use_future([](error_code ec, auto r) { return std::pair{ec, std::move(r)}; });
+
+class client_tls : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        ASSERT_TRUE(server_cert.ok());
+        ASSERT_TRUE(other_cert.ok());
+        testing::dev_consul_options opts;
+        opts.tls_cert_file = server_cert.cert_file();
+        opts.tls_key_file = server_cert.key_file();
+        server = std::make_unique<testing::dev_consul>(opts);
+    }
+
+    client_config tls_config() const {
+        client_config cfg;
+        cfg.addresses = {consul::agent_address{"127.0.0.1", server->port()}};
+        cfg.use_tls = true;
+        cfg.tls.ca_file = server_cert.cert_file();
+        return cfg;
+    }
+
+    template <class F>
+    auto run(F&& start) {
+        auto fut = start();
+        io.restart();
+        while (fut.wait_for(0s) != std::future_status::ready) {
+            io.run_one_for(10ms);
+        }
+        return fut.get();
+    }
+
+    self_signed_cert server_cert{"127.0.0.1"};
+    self_signed_cert other_cert{"127.0.0.1"};
+    std::unique_ptr<testing::dev_consul> server;
+    asio::io_context io;
+    std::string key = unique_name("tls");
+};
+
+TEST_F(client_tls, trusted_ca_round_trip) {
+    client c(io, tls_config());
+    auto [put_ec, put] = run([&] { return c.async_kv_put(key, "secret bytes", both); });
+    ASSERT_FALSE(put_ec) << put_ec.message() << " " << put.diag.client_message();
+    EXPECT_TRUE(put.value);
+    auto [get_ec, got] = run([&] { return c.async_kv_get(key, both); });
+    ASSERT_FALSE(get_ec) << get_ec.message() << " " << got.diag.client_message();
+    ASSERT_TRUE(got.value.has_value());
+    EXPECT_EQ(got.value->value, "secret bytes");
+    // Both calls went over one kept-alive TLS connection.
+    EXPECT_EQ(c.open_connections(), 1u);
+}
+
+TEST_F(client_tls, untrusted_certificate_is_refused_before_any_request) {
+    auto cfg = tls_config();
+    cfg.tls.ca_file = other_cert.cert_file();
+    client c(io, cfg);
+    const auto served = server->requests_served();
+    auto [ec, r] = run([&] { return c.async_kv_put(key, "never", both); });
+    EXPECT_EQ(ec, make_error_code(transport_errc::tls_verify_failed)) << ec.message();
+    EXPECT_FALSE(r.diag.client_message().empty());
+    EXPECT_EQ(server->requests_served(), served);
+}
+
+TEST_F(client_tls, wrong_server_name_is_refused) {
+    auto cfg = tls_config();
+    cfg.tls.server_name = "consul.other.example";
+    client c(io, cfg);
+    auto [ec, r] = run([&] { return c.async_status_leader(both); });
+    EXPECT_EQ(ec, make_error_code(transport_errc::tls_verify_failed)) << ec.message();
+}
+
+TEST_F(client_tls, verification_off_connects_and_is_logged_loudly) {
+    auto cfg = tls_config();
+    cfg.tls.ca_file = other_cert.cert_file();
+    cfg.tls.verify = false;
+    auto sink = std::make_shared<capturing_sink>();
+    client c(io, cfg, observe::logger(sink, "consul"));
+    auto [ec, r] = run([&] { return c.async_status_leader(both); });
+    ASSERT_FALSE(ec) << ec.message();
+    auto lines = sink->lines();
+    EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
+        return l.find("verif") != std::string::npos;
+    })) << "no warning about disabled verification";
+}
+
+TEST_F(client_tls, plain_http_to_a_tls_agent_fails_cleanly) {
+    auto cfg = tls_config();
+    cfg.use_tls = false;
+    cfg.request_timeout = 2s;
+    client c(io, cfg);
+    auto [ec, r] = run([&] { return c.async_status_leader(both); });
+    EXPECT_TRUE(ec) << "a plaintext request to a TLS port cannot succeed";
+}
+
+TEST_F(client_tls, missing_ca_file_is_a_clear_error) {
+    auto cfg = tls_config();
+    cfg.tls.ca_file = "/nonexistent/lakemesh-ca.pem";
+    client c(io, cfg);
+    const auto served = server->requests_served();
+    auto [ec, r] = run([&] { return c.async_status_leader(both); });
+    EXPECT_EQ(ec, make_error_code(validation_errc::invalid_configuration)) << ec.message();
+    EXPECT_FALSE(is_retryable(ec));
+    EXPECT_NE(r.diag.client_message().find("lakemesh-ca.pem"), std::string::npos)
+        << r.diag.client_message();
+    EXPECT_EQ(server->requests_served(), served);
+}
+
+TEST_F(client_tls, client_certificate_is_presented) {
+    // dev_consul does not ask for client certificates; this checks the files load and the
+    // handshake still succeeds with one configured.
+    auto cfg = tls_config();
+    cfg.tls.cert_file = other_cert.cert_file();
+    cfg.tls.key_file = other_cert.key_file();
+    client c(io, cfg);
+    auto [ec, r] = run([&] { return c.async_status_leader(both); });
+    EXPECT_FALSE(ec) << ec.message() << " " << r.diag.client_message();
+}
+
+TEST_F(client_tls, unreadable_client_key_is_a_clear_error) {
+    auto cfg = tls_config();
+    cfg.tls.cert_file = other_cert.cert_file();
+    cfg.tls.key_file = "/nonexistent/lakemesh-client.key";
+    client c(io, cfg);
+    auto [ec, r] = run([&] { return c.async_status_leader(both); });
+    EXPECT_EQ(ec, make_error_code(validation_errc::invalid_configuration)) << ec.message();
+    EXPECT_NE(r.diag.client_message().find("lakemesh-client.key"), std::string::npos)
+        << r.diag.client_message();
+}
+
+}  // namespace
+}  // namespace lakemesh::test
