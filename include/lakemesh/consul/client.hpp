@@ -149,6 +149,12 @@ class client {
         return async_kv_list(std::move(prefix), query_options{}, std::forward<Token>(token));
     }
     template <class Token = boost::asio::default_completion_token_t<executor_type>>
+    requires(!std::is_convertible_v<Token, const query_options&>) auto async_kv_keys(
+        std::string prefix, std::string separator, Token&& token = {}) {
+        return async_kv_keys(std::move(prefix), std::move(separator), query_options{},
+                             std::forward<Token>(token));
+    }
+    template <class Token = boost::asio::default_completion_token_t<executor_type>>
     requires(!std::is_convertible_v<Token, const kv_put_options&>) auto async_kv_put(
         std::string key, std::string value, Token&& token = {}) {
         return async_kv_put(std::move(key), std::move(value), kv_put_options{},

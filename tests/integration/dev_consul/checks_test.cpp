@@ -1,100 +1,20 @@
 // HTTP and TCP checks that the agent runs itself, against tiny loopback servers.
 #include "consul_target.hpp"
+#include "recording_http_server.hpp"
 #include "test_certs.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
-
 
 #include <atomic>
-#include <map>
-#include <mutex>
-#include <thread>
 
 namespace lakemesh::test {
 namespace {
 
 namespace asio = boost::asio;
-namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 
-/// Answers every request with `status` and body "body-<status>"; records the last request.
-class loopback_http_server {
-  public:
-    loopback_http_server() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-        accept();
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~loopback_http_server() {
-        io_.stop();
-        thread_.join();
-    }
-
-    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
-    std::atomic<unsigned> status{200};
-    std::atomic<int> hits{0};
-    std::string last_method() {
-        std::lock_guard lock(mutex_);
-        return last_method_;
-    }
-    std::string last_header(const std::string& name) {
-        std::lock_guard lock(mutex_);
-        auto it = last_headers_.find(name);
-        return it == last_headers_.end() ? std::string{} : it->second;
-    }
-    std::string last_body() {
-        std::lock_guard lock(mutex_);
-        return last_body_;
-    }
-
-  private:
-    void accept() {
-        acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-            if (ec) {
-                return;
-            }
-            serve(std::move(socket));
-            accept();
-        });
-    }
-
-    void serve(tcp::socket socket) {
-        boost::beast::flat_buffer buffer;
-        http::request<http::string_body> req;
-        boost::system::error_code ec;
-        http::read(socket, buffer, req, ec);
-        if (ec) {
-            return;
-        }
-        {
-            std::lock_guard lock(mutex_);
-            last_method_ = std::string(req.method_string());
-            last_body_ = req.body();
-            last_headers_.clear();
-            for (const auto& f : req) {
-                last_headers_[std::string(f.name_string())] = std::string(f.value());
-            }
-        }
-        ++hits;
-        unsigned code = status.load();
-        http::response<http::string_body> res{static_cast<http::status>(code), 11};
-        res.body() = "body-" + std::to_string(code);
-        res.keep_alive(false);
-        res.prepare_payload();
-        http::write(socket, res, ec);
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-    }
-
-    asio::io_context io_;
-    tcp::acceptor acceptor_;
-    std::thread thread_;
-    std::mutex mutex_;
-    std::string last_method_;
-    std::string last_body_;
-    std::map<std::string, std::string> last_headers_;
-};
+using loopback_http_server = recording_http_server;
 
 /// A loopback port with nothing listening on it.
 std::uint16_t closed_port() {
