@@ -79,8 +79,8 @@ error_code expect_array(const json& j, diagnostics& diag, const std::string& whe
 /// `body` is non-null. A 404 is returned as consul_errc::not_found unless `allow_404`, in which
 /// case it completes without error and `*found` (when given) is set to false.
 boost::asio::awaitable<error_code> call_json(client_impl& impl, http_call call, diagnostics& diag,
-                                             query_meta* meta, json* body,
-                                             bool allow_404 = false, bool* found = nullptr);
+                                             query_meta* meta, json* body, bool allow_404 = false,
+                                             bool* found = nullptr);
 /// Builds an http_call for a read with query options (blocking when q.index > 0).
 http_call read_call(const client_impl& impl, std::string_view path, params_t params,
                     const query_options& q);

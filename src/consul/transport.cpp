@@ -105,9 +105,10 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
             ctx->set_default_verify_paths(ec);
         }
         if (ec) {
-            st_->tls_error = cfg_.tls.ca_file.empty()
-                                 ? "cannot load the system's default CA paths: " + ec.message()
-                                 : "cannot load CA file '" + cfg_.tls.ca_file + "': " + ec.message();
+            st_->tls_error =
+                cfg_.tls.ca_file.empty()
+                    ? "cannot load the system's default CA paths: " + ec.message()
+                    : "cannot load CA file '" + cfg_.tls.ca_file + "': " + ec.message();
         }
         if (!cfg_.tls.ca_path.empty()) {
             ctx->add_verify_path(cfg_.tls.ca_path, ec);
@@ -371,7 +372,10 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
                     reused && !got_bytes &&
                     (ec == http::error::end_of_stream || ec == asio::error::eof ||
                      ec == asio::error::connection_reset || ec == asio::error::broken_pipe);
-                if (stale && attempt == 0 && (call.idempotent || !wrote)) {
+                // A blocking query is never resent: a connection lost while the agent held it
+                // may mean the agent restarted and lost its state, which the caller (a watch)
+                // must hear about to resynchronise instead of blocking on an index from before.
+                if (stale && attempt == 0 && !call.blocking && (call.idempotent || !wrote)) {
                     continue;
                 }
                 diag.set_client_message(std::string(http::to_string(call.method)) + " " +

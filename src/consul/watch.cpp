@@ -70,7 +70,11 @@ milliseconds watch_fsm::jittered_wait() {
 
 watch_action watch_fsm::fetch_now(time_point now) {
     state_ = watch_state::fetching;
-    pending_fetch_ = fetch_params{index_, jittered_wait()};
+    // After an error the agent may have restarted and lost its state, so that our index is
+    // ahead of everything it has: a blocking call would then hang for the whole wait. Ask for
+    // the current state without blocking instead; on_result() compares its index with ours.
+    resync_ = consecutive_errors_ > 0;
+    pending_fetch_ = fetch_params{resync_ ? 0 : index_, jittered_wait()};
     fetch_started_ = now;
     watch_action a;
     a.kind = watch_action_kind::fetch;
@@ -108,7 +112,17 @@ watch_action watch_fsm::on_result(time_point now, std::uint64_t index) {
     bool deliver = false;
     bool reset = false;
     bool moved = false;
-    if (index_ == 0 || returned > index_) {
+    if (resync_ && index_ != 0) {
+        // A non-blocking answer after errors is the agent's current state: deliver it when its
+        // index differs from ours, and take its index either way, even a lower one.
+        resync_ = false;
+        if (returned != index_) {
+            deliver = true;
+            moved = true;
+            reset = returned < index_;
+            index_ = returned;
+        }
+    } else if (index_ == 0 || returned > index_) {
         // First answer, answer after a reset, or a change.
         deliver = true;
         moved = true;

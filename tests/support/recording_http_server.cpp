@@ -35,8 +35,8 @@ recording_http_server::recording_http_server() : impl_(std::make_unique<impl>())
             http::request<http::string_body> req;
             http::read(s, buffer, req, ec);
             if (!ec) {
-                request r{std::string(req.method_string()), std::string(req.target()), req.body(),
-                          {}};
+                request r{
+                    std::string(req.method_string()), std::string(req.target()), req.body(), {}};
                 for (const auto& f : req) {
                     r.headers[std::string(f.name_string())] = std::string(f.value());
                 }

@@ -14,6 +14,7 @@
 // * errors back off exponentially with full jitter, capped, reset by the next success.
 #pragma once
 
+#include <lakemesh/consul/types.hpp>
 #include <lakemesh/error.hpp>
 #include <lakemesh/resilience/random.hpp>
 
@@ -96,7 +97,9 @@ struct watch_action {
     /// The value that came with this result must go to the subscriber (first result, index moved
     /// forward, or reset). Only ever set by on_result().
     bool deliver = false;
-    /// The index went backwards and was reset to 0. Only ever set by on_result().
+    /// The index went backwards (the agent lost its state, or another server answered). After a
+    /// blocking call the index is reset to 0; after the non-blocking call that follows errors
+    /// the lower index is taken as it is. Only ever set by on_result().
     bool reset = false;
     /// For sleeps after an error: the backoff drawn (wake_at - now).
     watch_clock::duration backoff{};
@@ -121,8 +124,10 @@ enum class watch_state : std::uint8_t {
 /// Errors: every error, retryable or not, is answered with a backoff sleep and the watch goes on
 /// (as Consul's own watches do): a 403 may be fixed by an operator updating the token, and the
 /// backoff keeps a permanent error from loading the agent. The owner decides to give up by
-/// calling stop(). The index is kept across errors, so a later success with the same index
-/// delivers nothing new.
+/// calling stop(). The first fetch after errors does not block (index 0): if the agent lost its
+/// state while it was unreachable, our index may be ahead of all it has and a blocking call
+/// would hang for the whole wait. Its answer is delivered only when its index differs from the
+/// one kept across the errors, and that index (even a lower one) is taken as the new base.
 ///
 /// Thread safety: none; one owner.
 class watch_fsm {
@@ -167,6 +172,8 @@ class watch_fsm {
     watch_state state_ = watch_state::idle;
     std::uint64_t index_ = 0;
     unsigned consecutive_errors_ = 0;
+    /// The fetch in flight is the non-blocking one that follows errors.
+    bool resync_ = false;
     fetch_params pending_fetch_{};
     watch_clock::time_point fetch_started_{};
     watch_clock::time_point wake_at_{};
@@ -183,6 +190,36 @@ template <class T>
 using watch_fetch = std::function<void(
     fetch_params params,
     boost::asio::any_completion_handler<void(error_code, T, std::uint64_t)> handler)>;
+
+/// Makes a watch fetch out of a client read, so any blocking endpoint can be watched:
+///
+///     auto fetch = consul::watch_read<std::vector<kv_pair>>(
+///         query_options{}, [&c, prefix](const query_options& q, auto handler) {
+///             c.async_kv_list(prefix, q, std::move(handler));
+///         });
+///     consul::blocking_watch<std::vector<kv_pair>> w(io, watch_config{}, fetch, handlers);
+///
+/// `read(q, handler)` must start one read with options `q` (a copy of `base` with the watch's
+/// index and wait filled in) and complete `handler` with (error_code, result<T>), as every
+/// client operation does. The handler's cancellation slot and executor are the watch's, so
+/// stopping the watch cancels the read in flight.
+template <class T, class Read>
+watch_fetch<T> watch_read(query_options base, Read read) {
+    return [base = std::move(base), read = std::move(read)](
+               fetch_params params,
+               boost::asio::any_completion_handler<void(error_code, T, std::uint64_t)> handler) {
+        query_options q = base;
+        q.index = params.index;
+        q.wait = params.wait;
+        auto slot = boost::asio::get_associated_cancellation_slot(handler);
+        auto ex = boost::asio::get_associated_executor(handler);
+        read(q, boost::asio::bind_executor(
+                    ex, boost::asio::bind_cancellation_slot(
+                            slot, [h = std::move(handler)](error_code ec, result<T> r) mutable {
+                                std::move(h)(ec, std::move(r.value), r.meta.index);
+                            })));
+    };
+}
 
 /// Where a watch reports.
 template <class T>

@@ -164,10 +164,34 @@ class connection final : public closable, public std::enable_shared_from_this<co
         auto& core = agent_->core;
         core.park(&w);
         waiting_ = &t;
+        // A client that gives up (cancels, times out, is evicted) closes its connection; like
+        // Consul's HTTP server, notice that and drop the query instead of holding it to the end
+        // of its wait. Readable-while-parked means EOF, a reset, or pipelined bytes (left alone).
+        auto& socket = beast::get_lowest_layer(stream_).socket();
+        auto watching = std::make_shared<bool>(true);
+        socket.async_wait(tcp::socket::wait_read, [this, self = this->shared_from_this(), watching,
+                                                   &t](const boost::system::error_code& wec) {
+            if (!*watching || wec) {
+                return;
+            }
+            char byte = 0;
+            boost::system::error_code pec;
+            auto& s = beast::get_lowest_layer(stream_).socket();
+            const auto n = s.receive(asio::buffer(&byte, 1), tcp::socket::message_peek, pec);
+            if (pec || n == 0) {
+                closed_ = true;
+                t.cancel();
+            }
+        });
         beast::error_code ec;
         co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+        *watching = false;
         waiting_ = nullptr;
         core.unpark(&w);
+        if (!closed_) {
+            // Cancels the readiness wait above (nothing else is pending on the socket here).
+            socket.cancel(ec);
+        }
         co_return w.notified;
     }
 

@@ -19,7 +19,9 @@ using consul::client_config;
 using consul::consistency_mode;
 using consul::query_options;
 
-const auto both = asio::use_future([](error_code ec, auto r) { return std::pair{ec, std::move(r)}; });
+const auto both = asio::use_future([](error_code ec, auto r) {
+    return std::pair{ec, std::move(r)};
+});
 
 class client_query : public ::testing::Test {
   protected:

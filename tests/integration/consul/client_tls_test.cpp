@@ -40,7 +40,9 @@ class capturing_sink : public observe::log_sink {
 };
 
 /// use_future that keeps the error code and the diagnostics instead of throwing.
-const auto both = asio::use_future([](error_code ec, auto r) { return std::pair{ec, std::move(r)}; });
+const auto both = asio::use_future([](error_code ec, auto r) {
+    return std::pair{ec, std::move(r)};
+});
 
 class client_tls : public ::testing::Test {
   protected:

@@ -274,8 +274,46 @@ TEST(watch_fsm, ErrorsBackOffExponentiallyWithFullJitterAndKeepTheIndex) {
             fetch = fsm.on_timer(clock.now());
         }
         ASSERT_EQ(fetch.kind, watch_action_kind::fetch);
-        EXPECT_EQ(fetch.fetch.index, 42U);
+        // After errors the fetch does not block, but the index is kept for comparison.
+        EXPECT_EQ(fetch.fetch.index, 0U);
+        EXPECT_EQ(fsm.index(), 42U);
     }
+}
+
+TEST(watch_fsm, NonBlockingFetchAfterErrorsResynchronisesALostState) {
+    manual_clock clock;
+    watch_config cfg = seeded(5);
+    cfg.min_unchanged_interval = 0s;
+    cfg.error_backoff_base = 0s;
+    watch_fsm fsm(cfg);
+    fsm.start(clock.now());
+    fsm.on_result(clock.now(), 900);
+    // The agent restarts and forgets everything: its index is now far below ours. A blocking
+    // call with index 900 would hang for the whole wait, so the fetch after the error does not
+    // block, and its lower index becomes the base at once.
+    watch_action a = fsm.on_error(clock.now(), transport_errc::connection_closed);
+    ASSERT_EQ(a.kind, watch_action_kind::fetch);
+    EXPECT_EQ(a.fetch.index, 0U);
+    a = fsm.on_result(clock.now(), 12);
+    EXPECT_TRUE(a.deliver);
+    EXPECT_TRUE(a.reset);
+    ASSERT_EQ(a.kind, watch_action_kind::fetch);
+    EXPECT_EQ(a.fetch.index, 12U);
+    // A resync that finds the same index delivers nothing and blocks on it again.
+    a = fsm.on_error(clock.now(), transport_errc::connection_closed);
+    ASSERT_EQ(a.kind, watch_action_kind::fetch);
+    EXPECT_EQ(a.fetch.index, 0U);
+    a = fsm.on_result(clock.now(), 12);
+    EXPECT_FALSE(a.deliver);
+    EXPECT_FALSE(a.reset);
+    ASSERT_EQ(a.kind, watch_action_kind::fetch);
+    EXPECT_EQ(a.fetch.index, 12U);
+    // A resync that finds a higher index is an ordinary change.
+    fsm.on_error(clock.now(), transport_errc::connection_closed);
+    a = fsm.on_result(clock.now(), 20);
+    EXPECT_TRUE(a.deliver);
+    EXPECT_FALSE(a.reset);
+    EXPECT_EQ(a.fetch.index, 20U);
 }
 
 TEST(watch_fsm, SuccessResetsTheBackoffAndAnUnchangedIndexAfterErrorsIsNotDelivered) {
@@ -638,7 +676,8 @@ TEST(watch_shell, ErrorsAreReportedBackedOffAndRecoveredFrom) {
     for (const auto& call : consul.calls) {
         indexes.push_back(call.index);
     }
-    EXPECT_EQ(indexes, (std::vector<std::uint64_t>{0, 5, 5, 5, 5, 5, 6}));
+    // Fetches after errors do not block (index 0); the first success takes the index back.
+    EXPECT_EQ(indexes, (std::vector<std::uint64_t>{0, 5, 0, 0, 0, 5, 6}));
     watch.reset();
     ctx.run();
     EXPECT_EQ(consul.cancellations, 1);
