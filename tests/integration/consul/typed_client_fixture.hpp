@@ -1,0 +1,73 @@
+// Fixture of the typed-endpoint tests: a client on the test's target, a way to run one
+// operation to completion with its error code, and cleanup of the services a test registered
+// (so tests can share a real agent).
+#pragma once
+
+#include <lakemesh/consul/client.hpp>
+
+#include "consul_target.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace lakemesh::test {
+
+inline consul::client_config typed_config_for(const consul_target& t) {
+    consul::client_config cfg;
+    cfg.addresses = {consul::agent_address{t.host(), t.port()}};
+    if (const char* tok = std::getenv("CONSUL_HTTP_TOKEN"); tok && consul_target::real_agent()) {
+        cfg.token = tok;
+    }
+    return cfg;
+}
+
+class typed_client_fixture : public ::testing::Test {
+  protected:
+    consul_target target;
+    boost::asio::io_context io;
+    consul::client c{io, typed_config_for(target)};
+    std::vector<std::string> registered;
+
+    void TearDown() override {
+        for (const auto& id : registered) {
+            call<std::monostate>(
+                [&](auto h) { c.agent().async_service_deregister(id, std::move(h)); });
+        }
+    }
+
+    /// Starts an operation with a callback (`start(handler)`) and runs the io_context until it
+    /// completes.
+    template <class T, class Start>
+    std::pair<error_code, consul::result<T>> call(Start start) {
+        std::optional<std::pair<error_code, consul::result<T>>> out;
+        start([&](error_code ec, consul::result<T> r) { out.emplace(ec, std::move(r)); });
+        io.restart();
+        while (!out) {
+            io.run_one_for(std::chrono::milliseconds(10));
+        }
+        return std::move(*out);
+    }
+
+    /// Runs an operation expected to succeed and returns its value.
+    template <class T, class Start>
+    T ok(Start start) {
+        auto [ec, r] = call<T>(std::move(start));
+        EXPECT_FALSE(ec) << ec.message() << ": " << r.diag.to_string();
+        return std::move(r.value);
+    }
+
+    /// Registers `reg` and remembers it for TearDown.
+    void register_service(const consul::service_registration& reg) {
+        ok<std::monostate>([&](auto h) { c.agent().async_service_register(reg, std::move(h)); });
+        registered.push_back(reg.id.empty() ? reg.name : reg.id);
+    }
+};
+
+}  // namespace lakemesh::test
