@@ -229,8 +229,10 @@ void run_session_create(std::shared_ptr<client_impl> impl, session_options o,
                 co_return std::pair{ec, std::move(r)};
             }
             // Creating twice would leave an orphan session: never resent.
-            http_call call = write_call(*impl, http::verb::put, "session/create",
-                                        dc_param(o.datacenter), encode_session_create(o), false);
+            const params_t params = dc_param(o.datacenter);
+            const std::string body = encode_session_create(o);
+            http_call call =
+                write_call(*impl, http::verb::put, "session/create", params, body, false);
             auto [sec, a] = co_await send(*impl, std::move(call), r.meta, r.diag);
             ec = sec;
             if (!ec) {
@@ -249,8 +251,11 @@ void run_session_destroy(std::shared_ptr<client_impl> impl, std::string id, hand
                 co_return std::pair{ec, std::move(r)};
             }
             const std::string path = "session/destroy/" + id;
-            // Destroying twice is harmless: idempotent.
-            http_call call = write_call(*impl, http::verb::put, path, {}, {}, true);
+            // Destroying twice is harmless: idempotent. Named empty arguments: g++ 12 mishandles
+            // `{}` temporaries in coroutine frames.
+            const params_t no_params;
+            const std::string no_body;
+            http_call call = write_call(*impl, http::verb::put, path, no_params, no_body, true);
             auto [ec, a] = co_await send(*impl, std::move(call), r.meta, r.diag);
             if (!ec) {
                 ec = decode_bool(a.body, r.value, r.diag);
@@ -272,7 +277,9 @@ void run_session_renew(std::shared_ptr<client_impl> impl, std::string id,
             const std::string path = "session/renew/" + id;
             // Consul answers 404 for a session it no longer has: check_status maps that to
             // consul_errc::not_found, which is what a renewer must tell apart.
-            http_call call = write_call(*impl, http::verb::put, path, {}, {}, true);
+            const params_t no_params;
+            const std::string no_body;
+            http_call call = write_call(*impl, http::verb::put, path, no_params, no_body, true);
             auto [ec, a] = co_await send(*impl, std::move(call), r.meta, r.diag);
             std::vector<session_info> sessions;
             if (!ec) {
@@ -298,7 +305,8 @@ asio::awaitable<std::pair<error_code, result<std::vector<session_info>>>> sessio
     if (auto ec = validate_text("filter", q.filter, r.diag)) {
         co_return std::pair{ec, std::move(r)};
     }
-    http_call call = read_call(*impl, path, {}, q);
+    const params_t no_params;
+    http_call call = read_call(*impl, path, no_params, q);
     auto [ec, a] = co_await send(*impl, std::move(call), r.meta, r.diag);
     if (!ec) {
         ec = decode_sessions(a.body, r.value, r.diag);

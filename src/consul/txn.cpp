@@ -237,8 +237,8 @@ void run_txn_commit(std::shared_ptr<client_impl> impl, std::vector<txn_kv_op> op
                 }
             }
             // A write may have been applied before a connection died: resend reads only.
-            http_call call = write_call(*impl, http::verb::put, "txn", std::move(params),
-                                        encode_txn(ops), read_only);
+            const std::string body = encode_txn(ops);
+            http_call call = write_call(*impl, http::verb::put, "txn", params, body, read_only);
             auto [xec, a] = co_await impl->net->exchange(std::move(call), r.diag);
             ec = xec;
             r.meta = a.meta;
