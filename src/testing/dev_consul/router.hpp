@@ -46,6 +46,8 @@ struct response {
     std::string content_type = "application/json";
     /// Sets X-Consul-Index (and KnownLeader / LastContact) when present.
     std::optional<std::uint64_t> index;
+    /// Sets KnownLeader / LastContact without an index (Consul's read-only transactions).
+    bool leader_meta = false;
 };
 
 /// What a handler knows about the agent that received the request.

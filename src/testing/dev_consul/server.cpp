@@ -314,6 +314,9 @@ class connection final : public closable, public std::enable_shared_from_this<co
             res.set("X-Consul-KnownLeader", "true");
             res.set("X-Consul-LastContact", "0");
             res.set("X-Consul-Effective-Consistency", stale ? "stale" : "leader");
+        } else if (r.leader_meta) {
+            res.set("X-Consul-KnownLeader", "true");
+            res.set("X-Consul-LastContact", "0");
         }
         res.body() = r.body;
         res.keep_alive(keep_alive);

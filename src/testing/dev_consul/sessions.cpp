@@ -190,8 +190,10 @@ bool decode_create_body(const json& body, session_entry& e, response& err) {
         !read_lock_delay(body, e, err)) {
         return false;
     }
-    // The legacy Checks list defaults to serfHealth and only naming it ("Checks": []) drops the
-    // default; NodeChecks and ServiceChecks add to it (Consul's agent behaves the same way).
+    // Both lists default to [serfHealth]; then Consul's agent (fixupEmptySessionChecks) applies:
+    // "Checks": [] empties NodeChecks too; a Checks still at its default is dropped in favour of
+    // NodeChecks (so "NodeChecks": [...] alone is the exact list); otherwise an empty NodeChecks
+    // drops Checks. ServiceChecks add to whatever remains.
     std::vector<std::string> legacy_checks;
     std::vector<std::string> node_checks;
     bool legacy_present = false;
@@ -203,6 +205,16 @@ bool decode_create_body(const json& body, session_entry& e, response& err) {
     }
     if (!legacy_present) {
         legacy_checks = {"serfHealth"};
+    }
+    if (!node_present) {
+        node_checks = {"serfHealth"};
+    }
+    if (legacy_checks.empty()) {
+        node_checks.clear();
+    } else if (legacy_checks.size() == 1 && legacy_checks.front() == "serfHealth") {
+        legacy_checks.clear();
+    } else if (node_checks.empty()) {
+        legacy_checks.clear();
     }
     // Consul reports the legacy list merged into NodeChecks.
     e.node_checks.clear();

@@ -441,8 +441,11 @@ response txn_put(route_context& c) {
         s.write(table_kv);
         s.kv = std::move(working);
     }
-    return json_response(
+    response ok = json_response(
         json{{"Results", results.empty() ? json(nullptr) : results}, {"Errors", nullptr}});
+    // Consul serves a read-only transaction like a read: leader headers, but no index.
+    ok.leader_meta = !writes;
+    return ok;
 }
 
 }  // namespace

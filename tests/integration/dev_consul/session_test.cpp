@@ -97,6 +97,16 @@ TEST_F(session, create_reads_name_ttl_behavior_lock_delay_and_checks) {
     EXPECT_EQ(j2["NodeChecks"], json::array({"serfHealth"}));
 }
 
+TEST_F(session, node_checks_alone_are_the_exact_list) {
+    // Consul's agent drops the default legacy Checks when NodeChecks is given, so NodeChecks
+    // alone is the exact list; "Checks": [] empties both.
+    auto none = create({{"NodeChecks", json::array()}});
+    auto j = info(none)[0];
+    EXPECT_TRUE(j["NodeChecks"].is_null() || j["NodeChecks"].empty()) << j.dump();
+    auto serf = create({{"NodeChecks", json::array({"serfHealth"})}});
+    EXPECT_EQ(info(serf)[0]["NodeChecks"], json::array({"serfHealth"}));
+}
+
 TEST_F(session, info_of_unknown_session_is_empty_list) {
     auto r = c.get("/v1/session/info/00000000-0000-0000-0000-000000000000");
     EXPECT_EQ(r.status, 200u);
@@ -290,9 +300,7 @@ TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
     EXPECT_TRUE(eventually([&] { return info(id).empty(); }));
     EXPECT_FALSE(key(k).contains("Session"));
     // While the check is critical, no session can be linked to it.
-    auto refused =
-        c.put("/v1/session/create",
-              json{{"Checks", json::array()}, {"NodeChecks", json::array({check})}}.dump());
+    auto refused = c.put("/v1/session/create", json{{"NodeChecks", json::array({check})}}.dump());
     EXPECT_EQ(refused.status, 500u);
     EXPECT_EQ(refused.body, "Check '" + check + "' is in critical state");
     c.put("/v1/agent/check/deregister/" + check);

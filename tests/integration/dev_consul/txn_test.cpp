@@ -106,6 +106,9 @@ TEST_F(txn, get_and_get_tree_return_values) {
     EXPECT_EQ(results[0]["KV"]["Value"], base64_encode("u"));
     EXPECT_EQ(results[1]["KV"]["Key"], p + "/t/1");
     EXPECT_EQ(results[2]["KV"]["Value"], base64_encode("t/2"));
+    // Read-only transactions carry leader headers like reads, but no index.
+    EXPECT_EQ(r.header("x-consul-knownleader"), "true");
+    EXPECT_FALSE(r.header("x-consul-index").has_value());
     auto missing = run(json::array({kv_op("get", p + "/nope")}));
     EXPECT_EQ(missing.status, 409u);
     EXPECT_EQ(missing.json_body()["Errors"][0]["What"], "key \"" + p + "/nope\" doesn't exist");

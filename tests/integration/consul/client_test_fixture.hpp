@@ -1,0 +1,70 @@
+// A consul::client connected to the test target (dev_consul, or the agent named by
+// CONSUL_HTTP_ADDR), with a helper that drives one use_future operation to completion.
+#pragma once
+
+#include <lakemesh/consul/client.hpp>
+
+#include "consul_target.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <string>
+
+namespace lakemesh::test {
+
+inline consul::client_config client_config_for(const consul_target& t) {
+    consul::client_config cfg;
+    cfg.addresses = {consul::agent_address{t.host(), t.port()}};
+    if (const char* tok = std::getenv("CONSUL_HTTP_TOKEN"); tok && consul_target::real_agent()) {
+        cfg.token = tok;
+    }
+    return cfg;
+}
+
+class consul_client_test : public ::testing::Test {
+  protected:
+    consul_target target;
+    boost::asio::io_context io;
+    consul::client c{io, client_config_for(target)};
+
+    /// Runs the io_context until the future `start()` returns is ready, and returns its value.
+    template <class F>
+    auto run(F&& start) {
+        auto fut = start();
+        io.restart();
+        while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            io.run_one_for(std::chrono::milliseconds(10));
+        }
+        return fut.get();
+    }
+
+    /// Drives the io_context until `fut` is ready or `limit` passes; true when ready.
+    template <class Future>
+    bool wait_ready(Future& fut, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+        io.restart();
+        auto end = std::chrono::steady_clock::now() + limit;
+        while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            if (std::chrono::steady_clock::now() > end) {
+                return false;
+            }
+            io.run_one_for(std::chrono::milliseconds(10));
+        }
+        return true;
+    }
+
+    /// Any endpoint through the raw call; returns the HTTP status.
+    unsigned raw(const std::string& method, const std::string& path, const std::string& body = {}) {
+        consul::raw_request req;
+        req.method = method;
+        req.path = path;
+        req.body = body;
+        auto r = run([&] { return c.async_raw(req, boost::asio::use_future); });
+        return r.value.status;
+    }
+};
+
+}  // namespace lakemesh::test
