@@ -9,25 +9,6 @@ namespace lakemesh::consul::detail {
 
 // ------------------------------------------------------------------ encoding
 
-std::string format_go_duration(std::chrono::milliseconds d) {
-    using namespace std::chrono;
-    const auto ms = d.count();
-    if (ms == 0) {
-        return "0s";
-    }
-    struct unit {
-        std::int64_t ms;
-        const char* suffix;
-    };
-    static constexpr unit units[] = {{3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}};
-    for (const auto& u : units) {
-        if (ms % u.ms == 0) {
-            return std::to_string(ms / u.ms) + u.suffix;
-        }
-    }
-    return std::to_string(ms) + "ms";
-}
-
 namespace {
 
 error_code check_duration(const std::string& where, const char* field, std::chrono::milliseconds d,

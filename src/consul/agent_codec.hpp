@@ -12,13 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "go_duration.hpp"
+
 namespace lakemesh::consul::detail {
 
 // ------------------------------------------------------------------ encoding
-
-/// Go duration text Consul parses: the largest exact unit among h, m, s, ms ("10s", "1500ms",
-/// "2m"); "0s" for zero.
-std::string format_go_duration(std::chrono::milliseconds d);
 
 /// The JSON body of PUT /v1/agent/service/register. Validates first: name required; IDs, names
 /// and tags free of control characters; durations not negative; initial statuses not

@@ -11,16 +11,6 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-TEST(go_duration, picks_the_largest_exact_unit) {
-    EXPECT_EQ(format_go_duration(0ms), "0s");
-    EXPECT_EQ(format_go_duration(10s), "10s");
-    EXPECT_EQ(format_go_duration(1500ms), "1500ms");
-    EXPECT_EQ(format_go_duration(2min), "2m");
-    EXPECT_EQ(format_go_duration(90s), "90s");
-    EXPECT_EQ(format_go_duration(3h), "3h");
-    EXPECT_EQ(format_go_duration(1ms), "1ms");
-}
-
 TEST(check_status_text, round_trips_and_rejects_other_text) {
     for (auto s : {check_status::passing, check_status::warning, check_status::critical,
                    check_status::maintenance}) {
