@@ -2,7 +2,8 @@
 # lakemesh developer entry point, used by the README's Quick start and by CI.
 #   bash cmake/dev.sh demo   install missing Debian packages, build, run the demo
 #   bash cmake/dev.sh test   install missing Debian packages, build, run every test
-#                            (normal build, packaging checks, then ASan+UBSan build)
+#                            (normal build, packaging checks, ASan+UBSan build, then a
+#                            bounded libFuzzer run of every decoder, built with clang)
 # Idempotent: packages already present are not reinstalled; builds are incremental (ccache).
 set -euo pipefail
 
@@ -12,7 +13,8 @@ cd "$here"
 packages=(build-essential g++ cmake ninja-build ccache pkg-config git
           libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev
           nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev openssl
-          libgtest-dev libgmock-dev libbenchmark-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev
+          clang libclang-rt-dev llvm)
 
 install_deps() {
     local missing=()
@@ -81,6 +83,10 @@ run_tests() {
     build_preset asan
     echo "== tests (asan)"
     ctest --preset asan || failed=1
+    echo "== build (fuzz: libFuzzer targets, clang)"
+    build_preset fuzz ${LAKEMESH_FUZZ_SECONDS:+-DLAKEMESH_FUZZ_SECONDS="$LAKEMESH_FUZZ_SECONDS"}
+    echo "== fuzz (each decoder for a bounded time)"
+    ctest --preset fuzz || failed=1
     if ((failed)); then
         echo "== FAILED"
         return 1

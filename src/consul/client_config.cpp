@@ -82,6 +82,10 @@ std::optional<agent_address> parse_agent_address(std::string_view text, bool* tl
             return std::nullopt;
         }
     }
+    // A stray bracket is no host name, and to_string() could not write it back readably.
+    if (out.host.find_first_of("[]") != std::string::npos) {
+        return std::nullopt;
+    }
     if (!port_part.empty() || text.back() == ':') {
         unsigned port = 0;
         auto [p, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), port);

@@ -1,5 +1,7 @@
 #include "transport.hpp"
 
+#include "meta_codec.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -18,7 +20,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include <charconv>
 #include <deque>
 #include <optional>
 #include <vector>
@@ -61,15 +62,6 @@ bool is_verify_failure(const error_code& ec) {
     return ec.category() == asio::error::get_ssl_category() &&
            ERR_GET_REASON(static_cast<unsigned long>(ec.value())) ==
                SSL_R_CERTIFICATE_VERIFY_FAILED;
-}
-
-std::optional<std::uint64_t> parse_u64(std::string_view v) {
-    std::uint64_t out = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (ec != std::errc{} || p != v.data() + v.size() || v.empty()) {
-        return std::nullopt;
-    }
-    return out;
 }
 
 }  // namespace
@@ -396,24 +388,20 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
             auto res = parser.release();
             answer.status = res.result_int();
             answer.body = std::move(res.body());
-            if (auto it = res.find("X-Consul-Index"); it != res.end()) {
-                auto v = parse_u64(it->value());
-                if (!v) {
-                    diag.set_client_message("X-Consul-Index header is not a number");
-                    c->close();
-                    --p.open;
-                    release();
-                    co_return std::pair{error_code(decode_errc::invalid_header), answer};
+            auto header = [&res](const char* name) -> std::optional<std::string_view> {
+                if (auto it = res.find(name); it != res.end()) {
+                    return std::string_view(it->value().data(), it->value().size());
                 }
-                answer.meta.index = *v;
-            }
-            if (auto it = res.find("X-Consul-KnownLeader"); it != res.end()) {
-                answer.meta.known_leader = it->value() == "true";
-            }
-            if (auto it = res.find("X-Consul-LastContact"); it != res.end()) {
-                if (auto v = parse_u64(it->value())) {
-                    answer.meta.last_contact = std::chrono::milliseconds(*v);
-                }
+                return std::nullopt;
+            };
+            const consul_meta_headers headers{header("X-Consul-Index"),
+                                              header("X-Consul-KnownLeader"),
+                                              header("X-Consul-LastContact")};
+            if (auto meta_ec = decode_query_meta(headers, answer.meta, diag)) {
+                c->close();
+                --p.open;
+                release();
+                co_return std::pair{meta_ec, answer};
             }
             c->lowest().expires_never();
             if (res.keep_alive() && !st.shut_down && p.idle.size() < cfg_.pool_size_per_address) {

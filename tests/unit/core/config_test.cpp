@@ -86,6 +86,15 @@ TEST(config, malformed_values_name_the_variable) {
     }
 }
 
+TEST(config, address_with_stray_bracket_is_rejected) {
+    // Found by fuzz_agent_address: "[[x]" parsed to host "[x", whose to_string() "[x:8500"
+    // did not parse back.
+    for (std::string_view text : {"[[x]", "[[x]:80", "a[b:80", "a]b", "[a]b]:1"}) {
+        EXPECT_FALSE(parse_agent_address(text)) << text;
+    }
+    EXPECT_EQ(parse_agent_address("[::1]:9500")->host, "::1");
+}
+
 TEST(config, token_with_control_character_is_rejected_without_echoing_it) {
     error_code ec;
     diagnostics d;
