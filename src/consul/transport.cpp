@@ -53,7 +53,11 @@ using steady = std::chrono::steady_clock;
 /// early. It is cancelled when the connection goes idle, so idle pooled connections hold no
 /// pending work and io_context::run can return.
 struct connection : std::enable_shared_from_this<connection> {
-    explicit connection(const asio::any_io_executor& ex) : watchdog(ex) {}
+    explicit connection(const asio::any_io_executor& ex) : watchdog(ex) {
+        // Beast reads at most the buffer's spare capacity (512 bytes when empty), which splits a
+        // typical Consul answer with its X-Consul-* headers into two receive calls.
+        buffer.reserve(8192);
+    }
 
     std::optional<tcp::socket> plain;
     std::optional<asio::ssl::stream<tcp::socket>> tls;
