@@ -11,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -23,6 +24,7 @@
 #include <chrono>
 #include <deque>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace lakemesh::consul::detail {
@@ -335,6 +337,7 @@ awaitable<std::shared_ptr<connection>> connect_to(const agent_address& addr,
         co_return nullptr;
     }
     low.set_option(tcp::no_delay(true));
+    low.non_blocking(true);  // for the immediate send in write_read
     if (c->tls) {
         const std::string& name = cfg.tls.server_name.empty() ? addr.host : cfg.tls.server_name;
         if (!SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str())) {
@@ -392,9 +395,23 @@ template <class Stream>
 awaitable<void> write_read(Stream& s, connection& c, const std::string& body, answer_parser& parser,
                            bool& wrote, bool& got_bytes, error_code& ec) {
     const std::array<asio::const_buffer, 2> request{asio::buffer(c.head), asio::buffer(body)};
-    co_await asio::async_write(s, request, asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-        co_return;
+    beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(request);
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+        // A request almost always fits the socket's send buffer: send what fits now (the socket
+        // is non-blocking) and save async_write's completion round through the scheduler.
+        rest.consume(s.write_some(request, ec));
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec = {};
+        }
+        if (ec) {
+            co_return;
+        }
+    }
+    if (beast::buffer_bytes(rest) != 0) {
+        co_await asio::async_write(s, rest, asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            co_return;
+        }
     }
     wrote = true;
     auto before = c.buffer.size();
