@@ -4,8 +4,8 @@
 #   bash bench/run_kv_bench.sh
 # Environment:
 #   KV_BENCH_DURATION  seconds per measurement (default 10)
-#   KV_BENCH_ROUNDS    rounds; each runs every client once, alternating; the median is shown
-#                      (default 3)
+#   KV_BENCH_ROUNDS    rounds; each runs wrk and lakemesh back to back, in alternating order;
+#                      medians are shown (default 5)
 #   KV_BENCH_SERVER_CPU / KV_BENCH_CLIENT_CPU  cores for nginx and for the clients (0 / 1)
 # Installs nginx-light and wrk when missing (Debian), builds the release lakemesh-bench-kv,
 # starts a private nginx in a temp dir and stops it on exit.
@@ -15,7 +15,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
 duration="${KV_BENCH_DURATION:-10}"
-rounds="${KV_BENCH_ROUNDS:-3}"
+rounds="${KV_BENCH_ROUNDS:-5}"
 server_cpu="${KV_BENCH_SERVER_CPU:-0}"
 client_cpu="${KV_BENCH_CLIENT_CPU:-1}"
 key="bench/key"
@@ -123,27 +123,37 @@ run_lakemesh() {  # concurrency -> req/s
         sed -n 's/.* rps=\([0-9]*\) errors=\([0-9]*\).*/\1 \2/p' |
         awk '{ if ($2 != 0) print "errors=" $2 > "/dev/stderr"; print $1 }'
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A samples
 for r in $(seq "$rounds"); do
     for c in 1 16; do
-        w="$(run_wrk "$c")"
-        l="$(run_lakemesh "$c")"
-        echo "   round $r, $c connection(s): wrk $w req/s, lakemesh $l req/s"
+        # Alternate which client goes first, so a load change on a shared machine does not
+        # always favour the same one.
+        if ((r % 2)); then
+            w="$(run_wrk "$c")"
+            l="$(run_lakemesh "$c")"
+        else
+            l="$(run_lakemesh "$c")"
+            w="$(run_wrk "$c")"
+        fi
+        ratio="$(awk -v l="$l" -v w="$w" 'BEGIN { printf "%.3f", (w > 0 ? l / w : 0) }')"
+        echo "   round $r, $c connection(s): wrk $w req/s, lakemesh $l req/s, ratio $ratio"
         samples[wrk$c]+="$w "
         samples[lm$c]+="$l "
+        samples[ratio$c]+="$ratio "
     done
 done
 
 echo
 echo "KV GET of one key from nginx on 127.0.0.1 (core $server_cpu), client on core $client_cpu,"
-echo "${duration} s per run, median of $rounds alternating runs"
-printf '%-12s %12s %14s %8s %8s\n' connections "wrk req/s" "lakemesh req/s" ratio target
+echo "${duration} s per run, medians of $rounds rounds (each round runs both clients back to back)"
+printf '%-12s %12s %14s %16s %22s %8s\n' connections "wrk req/s" "lakemesh req/s" "ratio of medians" "median per-round ratio" target
 for c in 1 16; do
     w="$(echo "${samples[wrk$c]}" | median)"
     l="$(echo "${samples[lm$c]}" | median)"
+    rr="$(echo "${samples[ratio$c]}" | median)"
     target=$([ "$c" = 1 ] && echo 0.90 || echo 0.80)
     ratio="$(awk -v l="$l" -v w="$w" 'BEGIN { printf "%.2f", (w > 0 ? l / w : 0) }')"
-    printf '%-12s %12s %14s %8s %8s\n' "$c" "$w" "$l" "$ratio" ">= $target"
+    printf '%-12s %12s %14s %16s %22s %8s\n' "$c" "$w" "$l" "$ratio" "$rr" ">= $target"
 done
