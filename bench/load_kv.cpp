@@ -42,6 +42,7 @@ int usage(const char* argv0, std::string_view problem) {
     std::cerr << "usage: " << argv0
               << " --addr HOST:PORT --key K [--concurrency N] [--duration S] [--warmup S]\n"
                  "  HOST:PORT: the agent, as in CONSUL_HTTP_ADDR (https:// for TLS)\n"
+                 "  CONSUL_HTTP_TOKEN, CONSUL_CACERT and the other CONSUL_* variables apply\n"
                  "  N: concurrent request loops, 1..4096 (default 1)\n"
                  "  S: seconds, > 0 (duration default 10, warm-up default 1, warm-up may be 0)\n";
     return 2;
@@ -158,9 +159,16 @@ int main(int argc, char** argv) {
     }
     try {
         asio::io_context io(1);
-        consul::client_config cfg;
+        // The environment supplies what a real agent may need (CONSUL_HTTP_TOKEN, CONSUL_CACERT,
+        // CONSUL_HTTP_SSL, ...); --addr decides where to go.
+        lakemesh::error_code ec;
+        lakemesh::diagnostics diag;
+        auto cfg = consul::client_config::from_env(ec, diag);
+        if (ec) {
+            return usage(argv[0], diag.client_message());
+        }
         cfg.addresses = {o.addr};
-        cfg.use_tls = o.tls;
+        cfg.use_tls = cfg.use_tls || o.tls;
         // One connection per loop, all kept alive and reused.
         cfg.pool_size_per_address = static_cast<std::size_t>(o.concurrency);
         consul::client client(io, cfg);

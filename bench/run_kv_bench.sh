@@ -118,7 +118,7 @@ run_wrk() {  # connections -> req/s
         awk '/^Requests\/sec:/ { printf "%.0f\n", $2 }'
 }
 run_lakemesh() {  # concurrency -> req/s
-    taskset -c "$client_cpu" "$bench" --addr "127.0.0.1:$port" --key "$key" \
+    env -u CONSUL_HTTP_SSL taskset -c "$client_cpu" "$bench" --addr "127.0.0.1:$port" --key "$key" \
         --concurrency "$1" --duration "$duration" |
         sed -n 's/.* rps=\([0-9]*\) errors=\([0-9]*\).*/\1 \2/p' |
         awk '{ if ($2 != 0) print "errors=" $2 > "/dev/stderr"; print $1 }'
