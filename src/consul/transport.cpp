@@ -12,16 +12,21 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <array>
+#include <charconv>
+#include <chrono>
 #include <deque>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace lakemesh::consul::detail {
@@ -35,22 +40,144 @@ using asio::use_awaitable;
 
 namespace {
 
-struct connection {
-    std::optional<beast::tcp_stream> plain;
-    std::optional<asio::ssl::stream<beast::tcp_stream>> tls;
-    beast::flat_buffer buffer;
+using steady = std::chrono::steady_clock;
 
-    beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
+/// One keep-alive connection. Its timeouts come from one watchdog timer per exchange rather than
+/// a timer wait and cancel per socket operation (as beast::tcp_stream does): a later deadline
+/// while the watchdog is armed is a field write, and the watchdog re-arms itself when it wakes
+/// early. It is cancelled when the connection goes idle, so idle pooled connections hold no
+/// pending work and io_context::run can return.
+struct connection : std::enable_shared_from_this<connection> {
+    explicit connection(const asio::any_io_executor& ex) : watchdog(ex) {
+        // Beast reads at most the buffer's spare capacity (512 bytes when empty), which splits a
+        // typical Consul answer with its X-Consul-* headers into two receive calls.
+        buffer.reserve(8192);
+    }
+
+    std::optional<tcp::socket> plain;
+    std::optional<asio::ssl::stream<tcp::socket>> tls;
+    beast::flat_buffer buffer;
+    /// The request head being sent; kept to reuse its storage.
+    std::string head;
+    asio::steady_timer watchdog;
+    steady::time_point deadline = steady::time_point::max();
+    /// When the pending watchdog wait expires; max() when none is pending.
+    steady::time_point armed_at = steady::time_point::max();
+    /// The watchdog closed the socket: the failing operation timed out.
+    bool timed_out = false;
+    /// Counts arms and cancels, so a wake-up that was already queued when the watchdog was
+    /// cancelled or re-armed is recognised as stale.
+    std::uint64_t generation = 0;
+
+    tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
     void close() {
         beast::error_code ec;
-        lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
-        lowest().socket().close(ec);
+        lowest().shutdown(tcp::socket::shutdown_both, ec);
+        lowest().close(ec);
     }
+
+    /// Operations from now on fail (with timed_out set) once `limit` has passed.
+    void expires_after(steady::duration limit) {
+        deadline = steady::now() + limit;
+        if (deadline < armed_at) {
+            arm(deadline);
+        }
+    }
+    void expires_never() {
+        deadline = steady::time_point::max();
+        if (armed_at != steady::time_point::max()) {
+            armed_at = steady::time_point::max();
+            ++generation;
+            watchdog.cancel();
+        }
+    }
+
+  private:
+    void arm(steady::time_point at) {
+        armed_at = at;
+        watchdog.expires_at(at);  // cancels an earlier wait, whose handler then does nothing
+        // A weak reference: an expiry already queued when the connection goes away must not
+        // touch it.
+        watchdog.async_wait([weak = weak_from_this(), gen = ++generation](error_code ec) {
+            auto self = weak.lock();
+            if (ec || !self || self->generation != gen) {
+                return;
+            }
+            self->armed_at = steady::time_point::max();
+            if (self->deadline == steady::time_point::max()) {
+                return;  // idle; the next expires_after arms again
+            }
+            if (steady::now() >= self->deadline) {
+                self->timed_out = true;
+                self->close();
+                return;
+            }
+            self->arm(self->deadline);
+        });
+    }
+};
+
+/// Parses a response keeping only what the client uses: status, body and the X-Consul-*
+/// headers. Unlike http::response_parser it allocates nothing per header field.
+class answer_parser : public http::basic_parser<false> {
+  public:
+    unsigned status = 0;
+    std::string body;
+    // Raw X-Consul-* values (short: no allocation), decoded by decode_query_meta.
+    std::optional<std::string> index;
+    std::optional<std::string> known_leader;
+    std::optional<std::string> last_contact;
+
+  private:
+    void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                         error_code&) override {}
+    void on_response_impl(int code, beast::string_view, int, error_code&) override {
+        status = static_cast<unsigned>(code);
+    }
+    void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
+                       error_code&) override {
+        if (f != http::field::unknown) {
+            return;
+        }
+        // The first occurrence of a repeated header counts.
+        if (beast::iequals(name, "X-Consul-Index")) {
+            if (!index) {
+                index.emplace(value.data(), value.size());
+            }
+        } else if (beast::iequals(name, "X-Consul-KnownLeader")) {
+            if (!known_leader) {
+                known_leader.emplace(value.data(), value.size());
+            }
+        } else if (beast::iequals(name, "X-Consul-LastContact")) {
+            if (!last_contact) {
+                last_contact.emplace(value.data(), value.size());
+            }
+        }
+    }
+    void on_header_impl(error_code&) override {}
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+        // The parser has already checked the length against body_limit.
+        if (length) {
+            body.reserve(static_cast<std::size_t>(*length));
+        }
+    }
+    std::size_t on_body_impl(beast::string_view data, error_code&) override {
+        body.append(data.data(), data.size());
+        return data.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, error_code&) override {
+        body.append(data.data(), data.size());
+        return data.size();
+    }
+    void on_finish_impl(error_code&) override {}
 };
 
 struct pool {
     agent_address address;
-    std::vector<std::unique_ptr<connection>> idle;
+    /// The request header lines that are the same for every request to this address.
+    std::string fixed_headers;
+    std::vector<std::shared_ptr<connection>> idle;
     /// Non-blocking exchanges holding a connection from this pool.
     std::size_t busy = 0;
     /// All connections open (idle, busy and blocking).
@@ -83,7 +210,13 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
       st_(std::make_unique<state>()) {
     log_.add_secret(cfg_.token);
     for (const auto& a : cfg_.addresses) {
-        st_->pools.emplace_back().address = a;
+        auto& p = st_->pools.emplace_back();
+        p.address = a;
+        // Header values were checked for control characters by client_config::validate.
+        p.fixed_headers = "Host: " + a.to_string() + "\r\nUser-Agent: lakemesh/0.1\r\n";
+        if (!cfg_.token.empty()) {
+            p.fixed_headers += "X-Consul-Token: " + cfg_.token + "\r\n";
+        }
     }
     if (cfg_.use_tls) {
         auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
@@ -160,11 +293,11 @@ std::size_t transport::open_connections(std::size_t i) const {
 namespace {
 
 /// Connects (and handshakes) to one agent. On failure returns nullptr with ec and diag set.
-awaitable<std::unique_ptr<connection>> connect_to(const agent_address& addr,
+awaitable<std::shared_ptr<connection>> connect_to(const agent_address& addr,
                                                   const client_config& cfg, asio::ssl::context* tls,
                                                   error_code& ec, diagnostics& diag) {
     auto ex = co_await asio::this_coro::executor;
-    auto c = std::make_unique<connection>();
+    auto c = std::make_shared<connection>(ex);
     if (tls != nullptr) {
         c->tls.emplace(ex, *tls);
     } else {
@@ -180,9 +313,22 @@ awaitable<std::unique_ptr<connection>> connect_to(const agent_address& addr,
         co_return nullptr;
     }
     if (cfg.connect_timeout.count() > 0) {
-        low.expires_after(cfg.connect_timeout);
+        c->expires_after(cfg.connect_timeout);
     }
-    co_await low.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+    // One deadline for all endpoints, connect and TLS handshake together.
+    ec = asio::error::host_not_found;
+    for (const auto& ep : endpoints) {
+        if (low.is_open()) {
+            low.close(ec);
+        }
+        co_await low.async_connect(ep.endpoint(), asio::redirect_error(use_awaitable, ec));
+        if (!ec || c->timed_out || ec == asio::error::operation_aborted) {
+            break;
+        }
+    }
+    if (c->timed_out) {
+        ec = beast::error::timeout;
+    }
     if (ec) {
         diag.set_client_message("connecting to " + addr.to_string() + ": " + ec.message());
         if (ec == beast::error::timeout) {
@@ -192,7 +338,8 @@ awaitable<std::unique_ptr<connection>> connect_to(const agent_address& addr,
         }
         co_return nullptr;
     }
-    low.socket().set_option(tcp::no_delay(true));
+    low.set_option(tcp::no_delay(true));
+    low.non_blocking(true);  // for the immediate send in write_read
     if (c->tls) {
         const std::string& name = cfg.tls.server_name.empty() ? addr.host : cfg.tls.server_name;
         if (!SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str())) {
@@ -205,6 +352,9 @@ awaitable<std::unique_ptr<connection>> connect_to(const agent_address& addr,
         }
         co_await c->tls->async_handshake(asio::ssl::stream_base::client,
                                          asio::redirect_error(use_awaitable, ec));
+        if (c->timed_out) {
+            ec = beast::error::timeout;
+        }
         if (ec) {
             diag.set_client_message("TLS handshake with " + addr.to_string() + ": " + ec.message());
             if (ec == beast::error::timeout) {
@@ -216,27 +366,59 @@ awaitable<std::unique_ptr<connection>> connect_to(const agent_address& addr,
             co_return nullptr;
         }
     }
-    low.expires_never();
+    c->expires_never();
     co_return c;
 }
 
+/// Writes the request head (into c.head, reusing its storage) for `call` on pool `p`.
+void build_head(std::string& head, const http_call& call, const std::string& fixed_headers) {
+    head.clear();
+    head += http::to_string(call.method);
+    head += ' ';
+    head += call.target;
+    head += " HTTP/1.1\r\n";
+    head += fixed_headers;
+    if (!call.body.empty()) {
+        head += "Content-Type: application/json\r\n";
+    }
+    // As http::message::prepare_payload: a length for any body, and for methods that expect one.
+    if (!call.body.empty() || call.method == http::verb::put || call.method == http::verb::post ||
+        call.method == http::verb::options) {
+        char digits[24];
+        auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), call.body.size());
+        head += "Content-Length: ";
+        head.append(digits, end);
+        head += "\r\n";
+    }
+    head += "\r\n";
+}
+
 template <class Stream>
-awaitable<void> write_read(Stream& s, beast::flat_buffer& buffer,
-                           const http::request<http::string_body>& req,
-                           http::response_parser<http::string_body>& parser, bool& wrote,
-                           bool& got_bytes, error_code& ec) {
-    co_await http::async_write(s, req, asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-        co_return;
+awaitable<void> write_read(Stream& s, connection& c, const std::string& body, answer_parser& parser,
+                           bool& wrote, bool& got_bytes, error_code& ec) {
+    const std::array<asio::const_buffer, 2> request{asio::buffer(c.head), asio::buffer(body)};
+    beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(request);
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+        // A request almost always fits the socket's send buffer: send what fits now (the socket
+        // is non-blocking) and save async_write's completion round through the scheduler.
+        rest.consume(s.write_some(request, ec));
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec = {};
+        }
+        if (ec) {
+            co_return;
+        }
+    }
+    if (beast::buffer_bytes(rest) != 0) {
+        co_await asio::async_write(s, rest, asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+            co_return;
+        }
     }
     wrote = true;
-    auto before = buffer.size();
-    co_await http::async_read_header(s, buffer, parser, asio::redirect_error(use_awaitable, ec));
-    got_bytes = parser.got_some() || buffer.size() != before;
-    if (ec) {
-        co_return;
-    }
-    co_await http::async_read(s, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    auto before = c.buffer.size();
+    co_await http::async_read(s, c.buffer, parser, asio::redirect_error(use_awaitable, ec));
+    got_bytes = parser.got_some() || c.buffer.size() != before;
 }
 
 }  // namespace
@@ -254,18 +436,6 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
         co_return std::pair{error_code(validation_errc::invalid_configuration), answer};
     }
 
-    http::request<http::string_body> req{call.method, call.target, 11};
-    req.set(http::field::user_agent, "lakemesh/0.1");
-    if (!cfg_.token.empty()) {
-        req.set("X-Consul-Token", cfg_.token);
-    }
-    if (!call.body.empty()) {
-        req.set(http::field::content_type, "application/json");
-    }
-    req.body() = std::move(call.body);
-    req.keep_alive(true);
-    req.prepare_payload();
-
     auto timeout = cfg_.request_timeout;
     if (call.blocking) {
         auto wait =
@@ -278,11 +448,10 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t idx = (st.preferred + i) % n;
         auto& p = st.pools[idx];
-        req.set(http::field::host, p.address.to_string());
 
         for (int attempt = 0; attempt < 2; ++attempt) {
             // Take an idle connection, or wait for the cap (non-blocking calls only).
-            std::unique_ptr<connection> c;
+            std::shared_ptr<connection> c;
             while (!c) {
                 if (!p.idle.empty()) {
                     c = std::move(p.idle.back());
@@ -333,18 +502,23 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
                 ++p.open;
             }
 
+            build_head(c->head, call, p.fixed_headers);
+            c->timed_out = false;
             if (timeout.count() > 0) {
-                c->lowest().expires_after(timeout);
+                c->expires_after(timeout);
             }
-            http::response_parser<http::string_body> parser;
+            answer_parser parser;
             parser.body_limit(cfg_.max_response_body);
             bool wrote = false;
             bool got_bytes = false;
             error_code ec;
             if (c->tls) {
-                co_await write_read(*c->tls, c->buffer, req, parser, wrote, got_bytes, ec);
+                co_await write_read(*c->tls, *c, call.body, parser, wrote, got_bytes, ec);
             } else {
-                co_await write_read(*c->plain, c->buffer, req, parser, wrote, got_bytes, ec);
+                co_await write_read(*c->plain, *c, call.body, parser, wrote, got_bytes, ec);
+            }
+            if (ec && c->timed_out) {
+                ec = beast::error::timeout;
             }
             if (ec) {
                 c->close();
@@ -385,26 +559,22 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
                 co_return std::pair{error_code(transport_errc::connection_closed), answer};
             }
 
-            auto res = parser.release();
-            answer.status = res.result_int();
-            answer.body = std::move(res.body());
-            auto header = [&res](const char* name) -> std::optional<std::string_view> {
-                if (auto it = res.find(name); it != res.end()) {
-                    return std::string_view(it->value().data(), it->value().size());
-                }
-                return std::nullopt;
+            answer.status = parser.status;
+            answer.body = std::move(parser.body);
+            auto header = [](const std::optional<std::string>& v) {
+                return v ? std::optional<std::string_view>(*v) : std::nullopt;
             };
-            const consul_meta_headers headers{header("X-Consul-Index"),
-                                              header("X-Consul-KnownLeader"),
-                                              header("X-Consul-LastContact")};
+            const consul_meta_headers headers{header(parser.index), header(parser.known_leader),
+                                              header(parser.last_contact)};
             if (auto meta_ec = decode_query_meta(headers, answer.meta, diag)) {
                 c->close();
                 --p.open;
                 release();
                 co_return std::pair{meta_ec, answer};
             }
-            c->lowest().expires_never();
-            if (res.keep_alive() && !st.shut_down && p.idle.size() < cfg_.pool_size_per_address) {
+            c->expires_never();
+            if (parser.keep_alive() && !c->timed_out && !st.shut_down &&
+                p.idle.size() < cfg_.pool_size_per_address) {
                 p.idle.push_back(std::move(c));
             } else {
                 c->close();

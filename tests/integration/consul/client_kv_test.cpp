@@ -10,6 +10,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
@@ -385,6 +386,43 @@ TEST(client, fails_over_to_the_second_address) {
     EXPECT_EQ(ec, transport_errc::all_addresses_failed);
     EXPECT_TRUE(is_retryable(ec));
     EXPECT_NE(diag.client_message().find(std::to_string(dead_port)), std::string::npos);
+}
+
+TEST(client, request_timeout_closes_a_connection_that_never_answers) {
+    // An agent that accepts and then stays silent: the request must end with a timeout, and the
+    // connection must not hold the io_context once it is done.
+    asio::io_context io;
+    asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket accepted(io);
+    silent.async_accept(accepted, [](error_code) {});
+    client_config cfg;
+    cfg.addresses = {{"127.0.0.1", silent.local_endpoint().port()}};
+    cfg.request_timeout = 200ms;
+    client c(io, cfg);
+    error_code ec;
+    auto start = std::chrono::steady_clock::now();
+    c.async_kv_get("k", [&](error_code e, auto) { ec = e; });
+    io.run();
+    auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(ec, transport_errc::timeout);
+    EXPECT_TRUE(is_retryable(ec));
+    EXPECT_GE(took, 200ms);
+    EXPECT_LT(took, 5s);
+    EXPECT_EQ(c.open_connections(), 0u);
+}
+
+TEST(client, idle_pooled_connections_do_not_keep_the_io_context_running) {
+    consul_target target;
+    LAKEMESH_NEEDS_DEV(target);
+    asio::io_context io;
+    auto cfg = config_for(target);
+    client c(io, cfg);
+    auto f = c.async_kv_get("no-such-key", asio::use_future);
+    auto start = std::chrono::steady_clock::now();
+    io.run();  // returns once the call is done, although its connection stays open and pooled
+    EXPECT_LT(std::chrono::steady_clock::now() - start, cfg.connect_timeout);
+    EXPECT_FALSE(f.get().value);
+    EXPECT_EQ(c.open_connections(), 1u);
 }
 
 TEST(client, reconnects_transparently_after_the_agent_closed_idle_connections) {
