@@ -77,11 +77,19 @@ enum class policy_errc {
     no_endpoints,            ///< No healthy endpoint to send the call to.
 };
 
+/// Failures of service discovery (lakemesh::discovery::service_cache).
+enum class discovery_errc {
+    stale_beyond_limit = 1,  ///< Consul has been unreachable longer than the cache's max staleness.
+    cache_stopped,           ///< The cache was stopped or destroyed before the resolve completed.
+    invalidated,  ///< The entry was invalidated or evicted while the resolve was pending.
+};
+
 const boost::system::error_category& transport_category() noexcept;
 const boost::system::error_category& consul_category() noexcept;
 const boost::system::error_category& decode_category() noexcept;
 const boost::system::error_category& validation_category() noexcept;
 const boost::system::error_category& policy_category() noexcept;
+const boost::system::error_category& discovery_category() noexcept;
 
 inline error_code make_error_code(transport_errc e) noexcept {
     return {static_cast<int>(e), transport_category()};
@@ -97,6 +105,9 @@ inline error_code make_error_code(validation_errc e) noexcept {
 }
 inline error_code make_error_code(policy_errc e) noexcept {
     return {static_cast<int>(e), policy_category()};
+}
+inline error_code make_error_code(discovery_errc e) noexcept {
+    return {static_cast<int>(e), discovery_category()};
 }
 
 /// Maps an HTTP status from Consul to its error; 2xx maps to success.
@@ -163,4 +174,6 @@ template <>
 struct is_error_code_enum<lakemesh::validation_errc> : std::true_type {};
 template <>
 struct is_error_code_enum<lakemesh::policy_errc> : std::true_type {};
+template <>
+struct is_error_code_enum<lakemesh::discovery_errc> : std::true_type {};
 }  // namespace boost::system

@@ -154,6 +154,25 @@ class policy_category_impl final : public boost::system::error_category {
     }
 };
 
+class discovery_category_impl final : public boost::system::error_category {
+  public:
+    const char* name() const noexcept override { return "lakemesh.discovery"; }
+    std::string message(int ev) const override {
+        switch (static_cast<discovery_errc>(ev)) {
+            case discovery_errc::stale_beyond_limit:
+                return "Consul has been unreachable for longer than the cache's max staleness; "
+                       "the cached instances are too old to serve (raise max_staleness or "
+                       "restore the agent)";
+            case discovery_errc::cache_stopped:
+                return "the service cache was stopped before the resolve completed";
+            case discovery_errc::invalidated:
+                return "the cache entry was invalidated or evicted while the resolve was pending; "
+                       "resolve again";
+        }
+        return "unknown discovery error";
+    }
+};
+
 }  // namespace
 
 const boost::system::error_category& transport_category() noexcept {
@@ -174,6 +193,10 @@ const boost::system::error_category& validation_category() noexcept {
 }
 const boost::system::error_category& policy_category() noexcept {
     static const policy_category_impl c;
+    return c;
+}
+const boost::system::error_category& discovery_category() noexcept {
+    static const discovery_category_impl c;
     return c;
 }
 
@@ -258,6 +281,11 @@ bool is_retryable(const error_code& ec) noexcept {
             default:
                 return false;
         }
+    }
+    if (cat == discovery_category()) {
+        // Staleness passes when Consul comes back; the other two call for a new resolve.
+        return ec == make_error_code(discovery_errc::stale_beyond_limit) ||
+               ec == make_error_code(discovery_errc::invalidated);
     }
     if (cat == decode_category() || cat == validation_category() || cat == policy_category()) {
         return false;

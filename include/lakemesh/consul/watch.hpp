@@ -229,6 +229,9 @@ struct watch_handlers {
     std::function<void(const T& value, std::uint64_t index)> on_value{};
     /// Each failed fetch; the watch backs off and goes on. Null: ignored.
     std::function<void(const error_code& ec)> on_error{};
+    /// Every successful fetch, delivered or not (after on_value when both apply): Consul was
+    /// reached and the value is current as of `index`. Null: ignored.
+    std::function<void(std::uint64_t index)> on_confirm{};
     // Exceptions thrown by these handlers are swallowed: none may escape into the executor.
 };
 
@@ -340,10 +343,14 @@ class blocking_watch {
                                        std::move(done)(ec, index);
                                    })));
             };
-        auto on_success = [latest, on_value = std::move(handlers.on_value)](bool deliver,
-                                                                            std::uint64_t index) {
+        auto on_success = [latest, on_value = std::move(handlers.on_value),
+                           on_confirm = std::move(handlers.on_confirm)](bool deliver,
+                                                                        std::uint64_t index) {
             if (deliver && latest->has_value() && on_value) {
                 on_value(**latest, index);
+            }
+            if (on_confirm) {
+                on_confirm(index);
             }
             // An undelivered value equals the one delivered before: no need to keep it.
             latest->reset();
