@@ -108,6 +108,13 @@ int main(int argc, char** argv) {
     opts.log = lakemesh::observe::logger(lakemesh::observe::make_spdlog_sink("dev-consul", level),
                                          "dev_consul");
     try {
+        // Handle signals before announcing the address: a script that reads it and sends
+        // SIGINT at once must get a clean stop, not the default disposition.
+        boost::asio::io_context io;
+        boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([](const boost::system::error_code&, int sig) {
+            std::cout << "==> caught signal " << sig << ", shutting down\n" << std::flush;
+        });
         lakemesh::testing::dev_consul agent(opts);
         std::cout << "==> lakemesh dev agent running (Ctrl-C to stop)\n"
                   << "    Datacenter: " << agent.datacenter() << "\n"
@@ -115,11 +122,6 @@ int main(int argc, char** argv) {
                   << "      HTTP API: " << agent.url() << "\n"
                   << "export CONSUL_HTTP_ADDR=" << agent.url() << "\n"
                   << std::flush;
-        boost::asio::io_context io;
-        boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([](const boost::system::error_code&, int sig) {
-            std::cout << "==> caught signal " << sig << ", shutting down\n" << std::flush;
-        });
         io.run();
     } catch (const std::exception& e) {
         std::cerr << "lakemesh-dev-consul: " << e.what() << "\n";
