@@ -4,6 +4,8 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 namespace lakemesh::consul {
 namespace detail {
@@ -186,14 +188,21 @@ error_code get_i64(const json& obj, const char* field, std::int64_t& out, diagno
         out = 0;
         return required ? missing(diag, where, field) : error_code{};
     }
+    // An unsigned above INT64_MAX would wrap to a negative value: not an int64.
+    if (v->is_number_unsigned() &&
+        v->get<std::uint64_t>() >
+            static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return wrong(diag, where, field, "an integer");
+    }
     if (v->is_number_integer()) {
         out = v->get<std::int64_t>();
         return {};
     }
     // Go encodes some integers as floats with no fraction (e.g. durations); accept exact ones.
+    // The range test comes first: converting a double outside int64 is undefined behaviour.
     if (v->is_number_float()) {
         double d = v->get<double>();
-        if (d == static_cast<double>(static_cast<std::int64_t>(d))) {
+        if (d >= -0x1p63 && d < 0x1p63 && d == static_cast<double>(static_cast<std::int64_t>(d))) {
             out = static_cast<std::int64_t>(d);
             return {};
         }
