@@ -98,11 +98,20 @@ error_code decode_catalog_services(const std::string& body,
         return ec;
     }
     for (const auto& [name, tags] : j.items()) {
+        // Read the value itself: looking it up again by name.c_str() would stop at a NUL in
+        // the name and read another service's tags (or none).
         std::vector<std::string> list;
-        // Reuse the field reader on the parent object so the error names the service.
-        if (auto ec = get_string_list(j, name.c_str(), list, diag, "services")) {
-            out.clear();
-            return ec;
+        if (!tags.is_null()) {
+            bool strings = tags.is_array();
+            for (std::size_t i = 0; strings && i < tags.size(); ++i) {
+                strings = tags[i].is_string();
+            }
+            if (!strings) {
+                out.clear();
+                diag.set_client_message("field services." + name + " is not an array of strings");
+                return decode_errc::wrong_type;
+            }
+            list = tags.get<std::vector<std::string>>();
         }
         out.emplace(name, std::move(list));
     }

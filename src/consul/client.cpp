@@ -4,6 +4,8 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 namespace lakemesh::consul {
 namespace detail {
@@ -102,6 +104,39 @@ error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empt
     return validate_text("KV key", key, diag);
 }
 
+error_code validate_utf8(std::string_view what, std::string_view text, diagnostics& diag) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        std::size_t len = 1;
+        std::uint32_t cp = lead;
+        std::uint32_t min = 0;
+        if (lead >= 0xF0 && lead <= 0xF4) {
+            len = 4, cp = lead & 0x07u, min = 0x10000;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            len = 3, cp = lead & 0x0Fu, min = 0x800;
+        } else if (lead >= 0xC2 && lead <= 0xDF) {
+            len = 2, cp = lead & 0x1Fu, min = 0x80;
+        } else if (lead >= 0x80) {
+            len = 0;  // a continuation byte, an overlong lead or beyond U+10FFFF
+        }
+        bool ok = len != 0 && text.size() - i >= len;
+        for (std::size_t k = 1; ok && k < len; ++k) {
+            const auto c = static_cast<unsigned char>(text[i + k]);
+            ok = (c & 0xC0u) == 0x80u;
+            cp = (cp << 6) | (c & 0x3Fu);
+        }
+        // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+        if (!ok || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            diag.set_client_message(std::string(what) + " is not valid UTF-8 (byte " +
+                                    std::to_string(i) + ")");
+            return validation_errc::invalid_argument;
+        }
+        i += len;
+    }
+    return {};
+}
+
 error_code parse_json(const std::string& body, json& out, diagnostics& diag) {
     out = json::parse(body, nullptr, false);
     if (out.is_discarded()) {
@@ -186,14 +221,21 @@ error_code get_i64(const json& obj, const char* field, std::int64_t& out, diagno
         out = 0;
         return required ? missing(diag, where, field) : error_code{};
     }
+    // An unsigned above INT64_MAX would wrap to a negative value: not an int64.
+    if (v->is_number_unsigned() &&
+        v->get<std::uint64_t>() >
+            static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return wrong(diag, where, field, "an integer");
+    }
     if (v->is_number_integer()) {
         out = v->get<std::int64_t>();
         return {};
     }
     // Go encodes some integers as floats with no fraction (e.g. durations); accept exact ones.
+    // The range test comes first: converting a double outside int64 is undefined behaviour.
     if (v->is_number_float()) {
         double d = v->get<double>();
-        if (d == static_cast<double>(static_cast<std::int64_t>(d))) {
+        if (d >= -0x1p63 && d < 0x1p63 && d == static_cast<double>(static_cast<std::int64_t>(d))) {
             out = static_cast<std::int64_t>(d);
             return {};
         }

@@ -47,6 +47,9 @@ class client_impl {
 /// A name, ID, key or parameter headed for a URL: rejects control characters.
 error_code validate_text(std::string_view what, std::string_view text, diagnostics& diag,
                          bool allow_empty = true);
+/// Text headed for a JSON body: nlohmann's dump throws on invalid UTF-8, so it is refused
+/// (validation_errc::invalid_argument) before an encoder sees it.
+error_code validate_utf8(std::string_view what, std::string_view text, diagnostics& diag);
 /// A KV key: non-empty unless `allow_empty`, no leading '/', no control characters.
 error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empty);
 

@@ -25,18 +25,25 @@ error_code validate_session_options(const session_options& o, diagnostics& diag)
         diag.set_client_message("session lock delay must not be negative");
         return validation_errc::invalid_duration;
     }
-    if (auto ec = validate_text("session node", o.node, diag)) {
+    // Every text below goes into the JSON body: UTF-8 only (json::dump throws otherwise).
+    error_code ec;
+    if ((ec = validate_utf8("session name", o.name, diag)) ||
+        (ec = validate_text("session node", o.node, diag)) ||
+        (ec = validate_utf8("session node", o.node, diag))) {
         return ec;
     }
     if (o.node_checks) {
         for (const auto& id : *o.node_checks) {
-            if (auto ec = validate_text("session node check ID", id, diag, false)) {
+            if ((ec = validate_text("session node check ID", id, diag, false)) ||
+                (ec = validate_utf8("session node check ID", id, diag))) {
                 return ec;
             }
         }
     }
     for (const auto& sc : o.service_checks) {
-        if (auto ec = validate_text("session service check ID", sc.id, diag, false)) {
+        if ((ec = validate_text("session service check ID", sc.id, diag, false)) ||
+            (ec = validate_utf8("session service check ID", sc.id, diag)) ||
+            (ec = validate_utf8("session service check namespace", sc.namespace_name, diag))) {
             return ec;
         }
     }

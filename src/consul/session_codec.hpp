@@ -9,7 +9,8 @@
 namespace lakemesh::consul::detail {
 
 /// Client-side checks of a create request: TTL zero or within [10s, 86400s], no negative
-/// lock delay (validation_errc::invalid_duration), no control characters in the check IDs.
+/// lock delay (validation_errc::invalid_duration), no control characters in the check IDs, and
+/// every text in UTF-8 (the body is JSON), so that encode_session_create never throws.
 error_code validate_session_options(const session_options& o, diagnostics& diag);
 /// The JSON body of PUT /v1/session/create. Only fields that differ from Consul's defaults are
 /// sent; node_checks goes as NodeChecks alone, which Consul takes as the exact list.

@@ -70,13 +70,16 @@ error_code validate_txn(const std::vector<txn_kv_op>& ops, diagnostics& diag) {
             diag.set_client_message("operation " + std::to_string(i) + " has an unknown verb");
             return validation_errc::invalid_argument;
         }
-        if (auto ec = validate_key(op.key, diag, takes_prefix(op.verb))) {
+        error_code ec;
+        if ((ec = validate_key(op.key, diag, takes_prefix(op.verb))) ||
+            (ec = validate_utf8("KV key", op.key, diag))) {
             diag.set_client_message("operation " + std::to_string(i) + ": " +
                                     diag.client_message());
             return ec;
         }
         if (takes_session(op.verb)) {
-            if (auto ec = validate_text("session ID", op.session, diag, false)) {
+            if ((ec = validate_text("session ID", op.session, diag, false)) ||
+                (ec = validate_utf8("session ID", op.session, diag))) {
                 diag.set_client_message("operation " + std::to_string(i) + " (" +
                                         txn_verb_name(op.verb) + "): " + diag.client_message());
                 return ec;

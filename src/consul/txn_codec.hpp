@@ -9,7 +9,8 @@
 namespace lakemesh::consul::detail {
 
 /// Client-side checks: at most max_txn_ops operations, valid keys (a prefix may be empty for
-/// get-tree and delete-tree), a session for lock, unlock and check-session.
+/// get-tree and delete-tree), a session for lock, unlock and check-session; keys and sessions in
+/// UTF-8 (the body is JSON), so that encode_txn never throws.
 error_code validate_txn(const std::vector<txn_kv_op>& ops, diagnostics& diag);
 /// True when no operation writes: the transaction may be resent and read with a consistency mode.
 bool txn_is_read_only(const std::vector<txn_kv_op>& ops);

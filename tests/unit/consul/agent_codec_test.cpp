@@ -228,6 +228,25 @@ TEST(decode_agent_members, reads_members) {
     EXPECT_EQ(decode_agent_members(R"({})", m, diag), decode_errc::wrong_type);
 }
 
+// Found by fuzz_agent_codec: 2^64-1 wrapped to -1 (a "valid" port), and 1e300 was converted
+// to an integer out of range (undefined behaviour, reported by UBSan).
+TEST(decode_agent_members, rejects_numbers_outside_int_instead_of_wrapping) {
+    std::vector<agent_member> m;
+    diagnostics diag;
+    for (const char* port : {"18446744073709551615", "9223372036854775808", "1e300", "-1e300",
+                             "9.3e18", "2147483648", "8301.5"}) {
+        const std::string body =
+            std::string(R"([{"Name":"a","Addr":"10.0.0.1","Status":1,"Port":)") + port + "}]";
+        EXPECT_EQ(decode_agent_members(body, m, diag), decode_errc::wrong_type) << port;
+        EXPECT_TRUE(m.empty());
+        EXPECT_NE(diag.client_message().find("members[0].Port"), std::string::npos);
+    }
+    ASSERT_FALSE(
+        decode_agent_members(R"([{"Name":"a","Addr":"x","Port":8301.0,"Status":-1}])", m, diag));
+    EXPECT_EQ(m.at(0).port, 8301);
+    EXPECT_EQ(m.at(0).status, -1);
+}
+
 constexpr const char* services_body = R"({
   "web-1": {"ID": "web-1", "Service": "web", "Tags": ["v1"], "Meta": {"version": "1.2"},
             "Port": 8080, "Address": "10.0.0.5", "Weights": {"Passing": 10, "Warning": 1},

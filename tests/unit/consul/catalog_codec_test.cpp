@@ -28,6 +28,18 @@ TEST(catalog_codec, services_rejects_wrong_shapes) {
     EXPECT_TRUE(out.empty());
 }
 
+// Found by fuzz_catalog_codec: the tags were looked up again by name.c_str(), so a name with a
+// NUL read the tags of the name cut at the NUL, or none, and accepted values of any type.
+TEST(catalog_codec, services_names_with_nul_keep_their_own_tags) {
+    std::map<std::string, std::vector<std::string>> out;
+    diagnostics diag;
+    EXPECT_EQ(decode_catalog_services(R"({"web\u0000x":5})", out, diag), decode_errc::wrong_type);
+    EXPECT_TRUE(out.empty());
+    ASSERT_FALSE(decode_catalog_services(R"({"web":["a"],"web\u0000x":["b"]})", out, diag));
+    EXPECT_EQ(out.at("web"), std::vector<std::string>{"a"});
+    EXPECT_EQ(out.at(std::string("web\0x", 5)), std::vector<std::string>{"b"});
+}
+
 constexpr const char* service_body = R"([{
   "ID": "40e4a748-2192-161a-0510-9bf59fe950b5", "Node": "n1", "Address": "192.168.10.10",
   "Datacenter": "dc1", "TaggedAddresses": {"lan": "192.168.10.10"}, "NodeMeta": {"rack": "r1"},

@@ -86,6 +86,24 @@ TEST(session_codec, validation_of_ttl_lock_delay_and_ids) {
     EXPECT_EQ(validate_session_options(o, diag), validation_errc::header_injection);
 }
 
+// Found by fuzz_session_codec: a name that is not UTF-8 passed validation and then made
+// encode_session_create throw (json::dump), which the client reported as "out of memory".
+TEST(session_codec, validation_refuses_text_json_cannot_carry) {
+    diagnostics diag;
+    session_options o;
+    o.name = "lock\xdd";
+    EXPECT_EQ(validate_session_options(o, diag), validation_errc::invalid_argument);
+    EXPECT_NE(diag.client_message().find("session name"), std::string::npos);
+    o.name = "caf\xc3\xa9";
+    EXPECT_FALSE(validate_session_options(o, diag));
+    EXPECT_NO_THROW(encode_session_create(o));
+    o.service_checks = {{"web", "ns\xff"}};
+    EXPECT_EQ(validate_session_options(o, diag), validation_errc::invalid_argument);
+    o.service_checks.clear();
+    o.node_checks = std::vector<std::string>{"\xc1\x81"};
+    EXPECT_EQ(validate_session_options(o, diag), validation_errc::invalid_argument);
+}
+
 TEST(session_codec, create_answer) {
     std::string id;
     diagnostics diag;

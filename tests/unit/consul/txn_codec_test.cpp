@@ -82,6 +82,25 @@ TEST(txn_codec, validation) {
               validation_errc::invalid_argument);
 }
 
+// Found by fuzz_txn_codec: a key or session that is not UTF-8 passed validation and then made
+// encode_txn throw (json::dump), which the client reported as "out of memory".
+TEST(txn_codec, validation_refuses_text_json_cannot_carry) {
+    diagnostics diag;
+    for (const char* bad : {"a\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+        EXPECT_EQ(validate_txn({{.verb = v::set, .key = "ok"}, {.verb = v::set, .key = bad}}, diag),
+                  validation_errc::invalid_argument)
+            << bad;
+        EXPECT_NE(diag.client_message().find("operation 1"), std::string::npos);
+        EXPECT_NE(diag.client_message().find("UTF-8"), std::string::npos);
+        EXPECT_EQ(validate_txn({{.verb = v::lock, .key = "k", .session = bad}}, diag),
+                  validation_errc::invalid_argument);
+    }
+    const std::vector<txn_kv_op> good{
+        {.verb = v::set, .key = "caf\xc3\xa9/\xf0\x9f\x94\x92", .value = "\xff\x00"}};
+    EXPECT_FALSE(validate_txn(good, diag));
+    EXPECT_NO_THROW(encode_txn(good));
+}
+
 TEST(txn_codec, commit_answer) {
     txn_result out;
     diagnostics diag;
