@@ -1,5 +1,9 @@
 #include "epoch.hpp"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 namespace lakemesh::discovery::detail {
 
 namespace {
@@ -24,6 +28,24 @@ epoch_domain& epoch_domain::instance() {
     // Never destroyed: reader records and late retirements may outlive static destruction order.
     static epoch_domain* d = new epoch_domain();
     return *d;
+}
+
+epoch_domain::epoch_domain() {
+    const long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0);
+    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) == 0) {
+        heavy_collect_ = true;
+    }
+}
+
+void epoch_domain::heavy_fence() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (heavy_collect_) {
+        // Every running thread of the process executes a full barrier: a reader's announcement
+        // made before it is visible below, and a reader's loads after it see what the writer
+        // unpublished before this call.
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0);
+    }
 }
 
 epoch_reader* epoch_domain::local() noexcept {
@@ -65,7 +87,7 @@ std::size_t epoch_domain::collect() {
         // Two steps at most: what was retired in the current epoch becomes free in one call
         // when no reader is pinned.
         for (int step = 0; step < 2; ++step) {
-            std::atomic_thread_fence(std::memory_order_seq_cst);
+            heavy_fence();
             const std::uint64_t e = epoch_.load(std::memory_order_relaxed);
             bool all_current = true;
             for (epoch_reader* r = head_.load(std::memory_order_acquire); r != nullptr;

@@ -34,7 +34,14 @@ class epoch_domain {
         if (r->depth++ == 0) {
             r->active.store(epoch_.load(std::memory_order_relaxed), std::memory_order_relaxed);
             // The announcement must be visible before this thread reads any shared pointer.
-            std::atomic_thread_fence(std::memory_order_seq_cst);
+            // With membarrier() the collector pays for that (a barrier on every thread of the
+            // process before it scans the records), so the reader only stops the compiler; a
+            // full fence here would also serialise the cache misses of consecutive lookups.
+            if (heavy_collect_) {
+                std::atomic_signal_fence(std::memory_order_seq_cst);
+            } else {
+                std::atomic_thread_fence(std::memory_order_seq_cst);
+            }
         }
         return r;
     }
@@ -52,9 +59,15 @@ class epoch_domain {
     std::size_t collect();
 
   private:
+    epoch_domain();
+    /// The collector's side of the asymmetric fence: membarrier() when registered, else a
+    /// plain fence (the readers then use full fences too).
+    void heavy_fence() noexcept;
     epoch_reader* local() noexcept;
     epoch_reader* acquire_record();
 
+    /// Set once at construction: membarrier(PRIVATE_EXPEDITED) is registered.
+    bool heavy_collect_ = false;
     std::atomic<std::uint64_t> epoch_{1};
     std::atomic<epoch_reader*> head_{nullptr};
     std::mutex mutex_;
