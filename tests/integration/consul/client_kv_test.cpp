@@ -5,13 +5,16 @@
 #include "consul_target.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -265,6 +268,77 @@ TEST_F(client_fixture, per_operation_cancellation_aborts_a_blocking_query) {
     EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
     // The client stays usable after a cancellation.
     EXPECT_TRUE(run([&] { return c.async_kv_put(p + "/c", "2", {}, asio::use_future); }).value);
+}
+
+// Operations complete without a post of their own: a failure found before anything is sent
+// relies on co_spawn posting, so the handler still never runs inside the initiating function,
+// whether that is called from outside the io_context or from one of its handlers.
+TEST_F(client_fixture, handler_never_runs_inside_the_initiating_function) {
+    int calls = 0;
+    bool called_inside = false;
+    auto handler = [&](error_code ec, auto) {
+        EXPECT_EQ(ec.category(), validation_category()) << ec.message();
+        ++calls;
+    };
+    c.async_kv_get("", {}, handler);
+    EXPECT_EQ(calls, 0);
+    asio::post(io, [&] {
+        const int before = calls;
+        c.async_kv_get("", {}, handler);
+        called_inside = calls != before;
+    });
+    io.run();
+    EXPECT_EQ(calls, 2);
+    EXPECT_FALSE(called_inside);
+}
+
+// A completion runs on the executor associated with the handler (here a strand), not merely on
+// the client's.
+TEST_F(client_fixture, completion_runs_on_the_handlers_executor) {
+    auto strand = asio::make_strand(io);
+    bool done = false;
+    bool on_strand = false;
+    c.async_kv_get(p + "/none", {}, asio::bind_executor(strand, [&](error_code ec, auto) {
+                       EXPECT_FALSE(ec) << ec.message();
+                       on_strand = strand.running_in_this_thread();
+                       done = true;
+                   }));
+    io.run();
+    EXPECT_TRUE(done);
+    EXPECT_TRUE(on_strand);
+}
+
+// The handler completes inline from the finished operation, and a caller commonly starts its
+// next operation right there with the same cancellation slot: the finished operation must have
+// let go of the slot, and the new one must be cancellable through it.
+TEST_F(client_fixture, next_operation_started_from_the_handler_reuses_the_cancellation_slot) {
+    run([&] { return c.async_kv_put(p + "/s", "1", {}, asio::use_future); });
+    asio::cancellation_signal cancel;
+    error_code first;
+    error_code second;
+    bool second_done = false;
+    asio::steady_timer timeout(io);
+    c.async_kv_get(
+        p + "/s", {}, asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, auto r) {
+            first = ec;
+            query_options blocking;
+            blocking.index = r.meta.index;
+            blocking.wait = 30s;
+            c.async_kv_get(p + "/s", blocking,
+                           asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec2, auto) {
+                               second = ec2;
+                               second_done = true;
+                           }));
+            timeout.expires_after(100ms);
+            timeout.async_wait([&](error_code) { cancel.emit(asio::cancellation_type::terminal); });
+        }));
+    auto start = std::chrono::steady_clock::now();
+    io.restart();
+    io.run();
+    EXPECT_FALSE(first) << first.message();
+    ASSERT_TRUE(second_done);
+    EXPECT_EQ(second, asio::error::operation_aborted);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
 TEST_F(client_fixture, keep_alive_reuses_one_connection_for_serial_calls) {
