@@ -315,27 +315,21 @@ error_code decode_agent_self(const std::string& body, agent_info& out, diagnosti
 
 error_code decode_agent_members_json(const json& j, std::vector<agent_member>& out,
                                      diagnostics& diag) {
-    out.clear();
-    if (auto ec = expect_array(j, diag, "members")) {
-        return ec;
-    }
-    out.reserve(j.size());
-    for (std::size_t i = 0; i < j.size(); ++i) {
-        const std::string where = "members[" + std::to_string(i) + "]";
-        agent_member m;
-        error_code ec;
-        if ((ec = expect_object(j[i], diag, where)) ||
-            (ec = get_string(j[i], "Name", m.name, diag, where)) ||
-            (ec = get_string(j[i], "Addr", m.address, diag, where)) ||
-            (ec = get_int(j[i], "Port", m.port, diag, where)) ||
-            (ec = get_string_map(j[i], "Tags", m.tags, diag, where)) ||
-            (ec = get_int(j[i], "Status", m.status, diag, where))) {
-            out.clear();
-            return ec;
-        }
-        out.push_back(std::move(m));
-    }
-    return {};
+    return decode_array(
+        j, out, diag, "members", "members",
+        [](const json& e, agent_member& m, diagnostics& d, const std::string& where) {
+            error_code ec;
+            if ((ec = expect_object(e, d, where)) ||
+                (ec = get_string(e, "Name", m.name, d, where)) ||
+                (ec = get_string(e, "Addr", m.address, d, where)) ||
+                (ec = get_int(e, "Port", m.port, d, where)) ||
+                (ec = get_string_map(e, "Tags", m.tags, d, where)) ||
+                (ec = get_int(e, "Status", m.status, d, where))) {
+                return ec;
+            }
+            return error_code{};
+        },
+        false);
 }
 
 error_code decode_agent_members(const std::string& body, std::vector<agent_member>& out,

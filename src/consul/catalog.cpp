@@ -64,6 +64,30 @@ error_code decode_node(const json& e, catalog_node& n, diagnostics& diag,
     return {};
 }
 
+error_code decode_service(const json& e, catalog_service& s, diagnostics& diag,
+                          const std::string& where) {
+    error_code ec;
+    if ((ec = expect_object(e, diag, where)) ||
+        (ec = get_string(e, "ID", s.id, diag, where, false)) ||
+        (ec = get_string(e, "Node", s.node, diag, where)) ||
+        (ec = get_string(e, "Address", s.address, diag, where, false)) ||
+        (ec = get_string(e, "Datacenter", s.datacenter, diag, where, false)) ||
+        (ec = get_string_map(e, "TaggedAddresses", s.tagged_addresses, diag, where)) ||
+        (ec = get_string_map(e, "NodeMeta", s.node_meta, diag, where)) ||
+        (ec = get_string(e, "ServiceID", s.service_id, diag, where)) ||
+        (ec = get_string(e, "ServiceName", s.service_name, diag, where)) ||
+        (ec = get_string_list(e, "ServiceTags", s.service_tags, diag, where)) ||
+        (ec = get_string(e, "ServiceAddress", s.service_address, diag, where, false)) ||
+        (ec = get_port(e, "ServicePort", s.service_port, diag, where)) ||
+        (ec = get_string_map(e, "ServiceMeta", s.service_meta, diag, where)) ||
+        (ec = get_weights(e, "ServiceWeights", s.service_weights, diag, where)) ||
+        (ec = get_u64(e, "CreateIndex", s.create_index, diag, where, false)) ||
+        (ec = get_u64(e, "ModifyIndex", s.modify_index, diag, where, false))) {
+        return ec;
+    }
+    return {};
+}
+
 error_code decode_node_service(const json& e, catalog_node_service& s, diagnostics& diag,
                                const std::string& where) {
     if (auto ec = expect_object(e, diag, where)) {
@@ -125,40 +149,7 @@ error_code decode_catalog_service(const std::string& body, std::vector<catalog_s
     if (auto ec = parse_json(body, j, diag)) {
         return ec;
     }
-    if (j.is_null()) {
-        return {};
-    }
-    if (auto ec = expect_array(j, diag, "catalog/service answer")) {
-        return ec;
-    }
-    out.reserve(j.size());
-    for (std::size_t i = 0; i < j.size(); ++i) {
-        const auto& e = j[i];
-        const std::string where = "service[" + std::to_string(i) + "]";
-        catalog_service s;
-        error_code ec;
-        if ((ec = expect_object(e, diag, where)) ||
-            (ec = get_string(e, "ID", s.id, diag, where, false)) ||
-            (ec = get_string(e, "Node", s.node, diag, where)) ||
-            (ec = get_string(e, "Address", s.address, diag, where, false)) ||
-            (ec = get_string(e, "Datacenter", s.datacenter, diag, where, false)) ||
-            (ec = get_string_map(e, "TaggedAddresses", s.tagged_addresses, diag, where)) ||
-            (ec = get_string_map(e, "NodeMeta", s.node_meta, diag, where)) ||
-            (ec = get_string(e, "ServiceID", s.service_id, diag, where)) ||
-            (ec = get_string(e, "ServiceName", s.service_name, diag, where)) ||
-            (ec = get_string_list(e, "ServiceTags", s.service_tags, diag, where)) ||
-            (ec = get_string(e, "ServiceAddress", s.service_address, diag, where, false)) ||
-            (ec = get_port(e, "ServicePort", s.service_port, diag, where)) ||
-            (ec = get_string_map(e, "ServiceMeta", s.service_meta, diag, where)) ||
-            (ec = get_weights(e, "ServiceWeights", s.service_weights, diag, where)) ||
-            (ec = get_u64(e, "CreateIndex", s.create_index, diag, where, false)) ||
-            (ec = get_u64(e, "ModifyIndex", s.modify_index, diag, where, false))) {
-            out.clear();
-            return ec;
-        }
-        out.push_back(std::move(s));
-    }
-    return {};
+    return decode_array(j, out, diag, "catalog/service answer", "service", decode_service);
 }
 
 error_code decode_catalog_nodes(const std::string& body, std::vector<catalog_node>& out,
@@ -168,22 +159,7 @@ error_code decode_catalog_nodes(const std::string& body, std::vector<catalog_nod
     if (auto ec = parse_json(body, j, diag)) {
         return ec;
     }
-    if (j.is_null()) {
-        return {};
-    }
-    if (auto ec = expect_array(j, diag, "catalog/nodes answer")) {
-        return ec;
-    }
-    out.reserve(j.size());
-    for (std::size_t i = 0; i < j.size(); ++i) {
-        catalog_node n;
-        if (auto ec = decode_node(j[i], n, diag, "node[" + std::to_string(i) + "]")) {
-            out.clear();
-            return ec;
-        }
-        out.push_back(std::move(n));
-    }
-    return {};
+    return decode_array(j, out, diag, "catalog/nodes answer", "node", decode_node);
 }
 
 error_code decode_catalog_node(const std::string& body, std::optional<catalog_node_services>& out,

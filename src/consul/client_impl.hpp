@@ -76,6 +76,36 @@ error_code get_string_map(const json& obj, const char* field,
 error_code expect_object(const json& j, diagnostics& diag, const std::string& where);
 error_code expect_array(const json& j, diagnostics& diag, const std::string& where);
 
+/// Decodes the JSON array `j` element by element with `one(element, T&, diag, where)`, where
+/// element i is named `<item>[i]` in errors. `what` names the whole answer when it is not an
+/// array; a null answer is an empty list when `null_is_empty`. On an error `out` is empty.
+template <class T, class One>
+error_code decode_array(const json& j, std::vector<T>& out, diagnostics& diag,
+                        const std::string& what, std::string_view item, One&& one,
+                        bool null_is_empty = true) {
+    out.clear();
+    if (null_is_empty && j.is_null()) {
+        return {};
+    }
+    if (auto ec = expect_array(j, diag, what)) {
+        return ec;
+    }
+    out.reserve(j.size());
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        T v;
+        std::string where(item);
+        where += '[';
+        where += std::to_string(i);
+        where += ']';
+        if (auto ec = one(j[i], v, diag, where)) {
+            out.clear();
+            return ec;
+        }
+        out.push_back(std::move(v));
+    }
+    return {};
+}
+
 /// One call to Consul for the typed endpoints: sends `call`, copies the query meta into `meta`,
 /// maps a non-2xx status to consul_errc (Consul's text in diag) and parses a JSON body when
 /// `body` is non-null. A 404 is returned as consul_errc::not_found unless `allow_404`, in which

@@ -152,21 +152,19 @@ error_code decode_session(const json& e, session_info& s, diagnostics& diag,
         }
     }
     s.service_checks.clear();
-    if (auto it = e.find("ServiceChecks"); it != e.end() && !it->is_null()) {
+    if (auto it = e.find("ServiceChecks"); it != e.end()) {
         const std::string inner = where + ".ServiceChecks";
-        if ((ec = expect_array(*it, diag, inner))) {
-            return ec;
-        }
-        for (std::size_t i = 0; i < it->size(); ++i) {
-            const std::string item = inner + "[" + std::to_string(i) + "]";
-            session_service_check sc;
-            if ((ec = expect_object((*it)[i], diag, item)) ||
-                (ec = get_string((*it)[i], "ID", sc.id, diag, item)) ||
-                (ec = get_string((*it)[i], "Namespace", sc.namespace_name, diag, item, false))) {
-                return ec;
-            }
-            s.service_checks.push_back(std::move(sc));
-        }
+        return decode_array(
+            *it, s.service_checks, diag, inner, inner,
+            [](const json& c, session_service_check& sc, diagnostics& d, const std::string& item) {
+                error_code ec;
+                if ((ec = expect_object(c, d, item)) ||
+                    (ec = get_string(c, "ID", sc.id, d, item)) ||
+                    (ec = get_string(c, "Namespace", sc.namespace_name, d, item, false))) {
+                    return ec;
+                }
+                return error_code{};
+            });
     }
     return {};
 }
@@ -180,22 +178,7 @@ error_code decode_sessions(const std::string& body, std::vector<session_info>& o
     if (auto ec = parse_json(body, j, diag)) {
         return ec;
     }
-    if (j.is_null()) {
-        return {};
-    }
-    if (auto ec = expect_array(j, diag, "session answer")) {
-        return ec;
-    }
-    out.reserve(j.size());
-    for (std::size_t i = 0; i < j.size(); ++i) {
-        session_info s;
-        if (auto ec = decode_session(j[i], s, diag, "session[" + std::to_string(i) + "]")) {
-            out.clear();
-            return ec;
-        }
-        out.push_back(std::move(s));
-    }
-    return {};
+    return decode_array(j, out, diag, "session answer", "session", decode_session);
 }
 
 namespace {

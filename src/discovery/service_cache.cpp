@@ -1,7 +1,7 @@
-// The service cache: a fixed-capacity open-addressing table of entries that readers probe
-// without locks, each entry publishing its current snapshot through an atomic pointer; replaced
-// snapshots, entries and tables are freed through epoch-based reclamation. Everything that
-// writes runs on the cache's executor.
+// The service cache: an open-addressing table of one-cache-line slots that readers probe
+// without locks, each slot publishing its entry's current snapshot through an atomic pointer;
+// replaced snapshots, entries and tables are freed through epoch-based reclamation. Everything
+// that writes runs on the cache's executor.
 #include <lakemesh/consul/client.hpp>
 #include <lakemesh/discovery/service_cache.hpp>
 
@@ -12,7 +12,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
 #include <random>
 
 namespace lakemesh::discovery {
@@ -67,22 +72,57 @@ bool valid_name(std::string_view s) {
 
 // ------------------------------------------------------------------ entries and their table
 
-/// What lookup() reads (the key and the atomics) shares the entry's first cache line, so a hit
-/// on a cold entry costs one miss for the entry.
-struct alignas(64) cache_entry {
-    // Read by any thread.
-    std::string key;
+/// One slot of the lookup table. Everything lookup() reads, the key included (inline up to
+/// 29 bytes), is in this one cache line, and the slots are one contiguous array, so a hit on a
+/// cold name costs one miss (and, on big tables, no TLB miss: they are backed by huge pages
+/// where the kernel allows). A slot is written once: its key and fields are stored before its
+/// tag is published (release), the key never changes afterwards, and a removed entry only turns
+/// the tag into a tombstone. The table is rebuilt (the old one retired) to grow or to drop
+/// tombstones, never by reusing a slot, so a reader never sees a key being rewritten.
+struct alignas(64) hot_slot {
+    static constexpr std::uint64_t empty = 0;
+    static constexpr std::uint64_t tombstone = 1;
+    static constexpr std::uint8_t long_key = 0xff;
+    static constexpr std::size_t inline_capacity = 29;
+    /// A live slot's tag is its key's hash with bit 1 set, so it is never empty or a tombstone.
+    static std::uint64_t live_tag(std::size_t hash) noexcept { return hash | 2U; }
+
+    std::atomic<std::uint64_t> tag{empty};
     std::atomic<const service_snapshot*> current{nullptr};
     std::atomic<std::int64_t> confirmed{0};
     std::atomic<std::uint64_t> last_used{0};
     std::atomic<bool> stale{false};
     std::atomic<bool> expired{false};
+    std::uint8_t key_size = 0;  ///< inline key length, or long_key: key holds a std::string*
+    char key[inline_capacity] = {};
+
+    bool key_equals(std::string_view k) const noexcept {
+        if (key_size != long_key) {
+            return k.size() == key_size && std::memcmp(key, k.data(), k.size()) == 0;
+        }
+        const std::string* full = nullptr;
+        std::memcpy(&full, key, sizeof full);
+        return *full == k;
+    }
+};
+static_assert(sizeof(hot_slot) == 64);
+
+/// Writer-side state of one cached service/query. Readers never touch it: they read the
+/// entry's hot_slot, which the writer keeps in step (publish()).
+struct cache_entry {
+    std::string key;
+    std::size_t hash = 0;
+    hot_slot* slot = nullptr;  ///< in the current table while live, else null
+
+    // Authoritative copies of what the slot shows readers.
+    std::int64_t confirmed = 0;
+    bool stale = false;
+    bool expired = false;
 
     std::string service;
     service_query query;
     std::uint64_t seq = 0;
 
-    // Executor only.
     std::shared_ptr<const service_snapshot> owner;
     std::optional<consul::blocking_watch<entries_t>> watch;
     std::unique_ptr<asio::steady_timer> refresh_timer;
@@ -94,62 +134,102 @@ struct alignas(64) cache_entry {
 
 namespace {
 
-cache_entry* const tombstone = reinterpret_cast<cache_entry*>(std::uintptr_t{1});
-
 std::size_t hash_key(std::string_view k) {
     return std::hash<std::string_view>{}(k);
 }
 
+constexpr std::size_t huge_page = std::size_t{2} << 20;
+
 }  // namespace
 
-/// Open addressing with linear probing; capacity a power of two at least twice the entry bound,
-/// so a probe always meets an empty slot. Slots only go empty -> entry -> tombstone; the table
-/// is rebuilt (and the old one retired) when tombstones pile up.
+/// Open addressing with linear probing over hot_slots; its capacity is a power of two that
+/// keeps live + tombstoned slots under three quarters, so a probe always meets an empty slot.
 struct slot_table {
-    explicit slot_table(std::size_t capacity) : mask(capacity - 1), slots(capacity) {}
+    explicit slot_table(std::size_t capacity) : mask(capacity - 1) {
+        bytes = capacity * sizeof(hot_slot);
+        void* mem = nullptr;
+        if (bytes >= huge_page) {
+            // Whole huge pages: a random probe then needs no page walk.
+            bytes = (bytes + huge_page - 1) / huge_page * huge_page;
+            mem =
+                ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (mem == MAP_FAILED) {
+                throw std::bad_alloc();
+            }
+            mapped = true;
+#ifdef MADV_HUGEPAGE
+            ::madvise(mem, bytes, MADV_HUGEPAGE);  // advice only; fine if refused
+#endif
+        } else {
+            mem = ::operator new (bytes, std::align_val_t{alignof(hot_slot)});
+        }
+        slots = static_cast<hot_slot*>(mem);
+        std::uninitialized_value_construct_n(slots, capacity);
+    }
+    ~slot_table() {
+        // hot_slot is trivially destructible.
+        if (mapped) {
+            ::munmap(slots, bytes);
+        } else {
+            ::operator delete (slots, std::align_val_t{alignof(hot_slot)});
+        }
+    }
+    slot_table(const slot_table&) = delete;
+    slot_table& operator=(const slot_table&) = delete;
 
-    const cache_entry* find(std::string_view key) const noexcept {
-        for (std::size_t i = hash_key(key) & mask;; i = (i + 1) & mask) {
-            const cache_entry* e = slots[i].load(std::memory_order_acquire);
-            if (e == nullptr) {
+    std::size_t capacity() const noexcept {
+        return mask + 1;
+    }
+
+    const hot_slot* find(std::string_view key, std::size_t hash) const noexcept {
+        const std::uint64_t want = hot_slot::live_tag(hash);
+        for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+            const std::uint64_t t = slots[i].tag.load(std::memory_order_acquire);
+            if (t == hot_slot::empty) {
                 return nullptr;
             }
-            if (e != tombstone && e->key == key) {
-                return e;
+            if (t == want && slots[i].key_equals(key)) {
+                return &slots[i];
             }
         }
     }
-    void insert(cache_entry* e) noexcept {
-        for (std::size_t i = hash_key(e->key) & mask;; i = (i + 1) & mask) {
-            cache_entry* s = slots[i].load(std::memory_order_relaxed);
-            if (s == nullptr || s == tombstone) {
-                if (s == tombstone) {
-                    --tombstones;
-                }
-                slots[i].store(e, std::memory_order_release);
-                ++used;
-                return;
+
+    /// Writer: fills the first empty slot of the key's probe sequence and publishes it last.
+    /// The caller sets the other fields before publish().
+    hot_slot* claim(std::string_view key, std::size_t hash) {
+        for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+            hot_slot& s = slots[i];
+            if (s.tag.load(std::memory_order_relaxed) != hot_slot::empty) {
+                continue;
             }
+            if (key.size() <= hot_slot::inline_capacity) {
+                s.key_size = static_cast<std::uint8_t>(key.size());
+                std::memcpy(s.key, key.data(), key.size());
+            } else {
+                long_keys.push_back(std::make_unique<std::string>(key));
+                const std::string* full = long_keys.back().get();
+                s.key_size = hot_slot::long_key;
+                std::memcpy(s.key, &full, sizeof full);
+            }
+            ++used;
+            return &s;
         }
     }
-    void erase(const cache_entry* e) noexcept {
-        for (std::size_t i = hash_key(e->key) & mask;; i = (i + 1) & mask) {
-            cache_entry* s = slots[i].load(std::memory_order_relaxed);
-            if (s == nullptr) {
-                return;
-            }
-            if (s == e) {
-                slots[i].store(tombstone, std::memory_order_release);
-                --used;
-                ++tombstones;
-                return;
-            }
-        }
+    static void publish(hot_slot& s, std::size_t hash) noexcept {
+        s.tag.store(hot_slot::live_tag(hash), std::memory_order_release);
+    }
+    void erase(hot_slot& s) noexcept {
+        s.tag.store(hot_slot::tombstone, std::memory_order_release);
+        --used;
+        ++tombstones;
     }
 
     std::size_t mask;
-    std::vector<std::atomic<cache_entry*>> slots;
-    // Writer only.
+    hot_slot* slots = nullptr;
+    std::size_t bytes = 0;
+    bool mapped = false;
+    // Writer only (the table is replaced, never shrunk in place).
+    std::vector<std::unique_ptr<std::string>> long_keys;
     std::size_t used = 0;
     std::size_t tombstones = 0;
 };
@@ -170,8 +250,9 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
         while (cap < cfg.max_services * 2 + 2) {
             cap *= 2;
         }
-        capacity = cap;
-        auto t = std::make_unique<slot_table>(capacity);
+        max_capacity = cap;
+        // Start small and grow with the number of services (a slot is a cache line).
+        auto t = std::make_unique<slot_table>(std::min<std::size_t>(16, max_capacity));
         table.store(t.release(), std::memory_order_release);
     }
 
@@ -187,7 +268,7 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
     resilience::policy first_policy;
     asio::steady_timer collect_timer;
     bool collect_armed = false;
-    std::size_t capacity = 0;
+    std::size_t max_capacity = 0;
 
     std::atomic<slot_table*> table{nullptr};
     std::unordered_map<std::string, std::shared_ptr<cache_entry>> entries;
@@ -243,24 +324,58 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
 
     // -------------------------------------------------------------- table maintenance
 
-    void table_insert(cache_entry* e) {
+    /// Claims a slot for a new live entry (growing the table, or dropping its tombstones,
+    /// first when needed) and publishes it.
+    void table_insert(cache_entry& e) {
         slot_table* t = table.load(std::memory_order_relaxed);
-        if (t->tombstones > capacity / 4) {
-            rebuild_table();
-            t = table.load(std::memory_order_relaxed);
+        if ((t->used + 1) * 2 > t->capacity() && t->capacity() < max_capacity) {
+            rebuild_table(t->capacity() * 2);
+        } else if (t->tombstones > t->capacity() / 4) {
+            rebuild_table(t->capacity());
         }
-        t->insert(e);
+        t = table.load(std::memory_order_relaxed);
+        e.slot = t->claim(e.key, e.hash);
+        publish(e);
+        slot_table::publish(*e.slot, e.hash);
     }
-    void table_erase(const cache_entry* e) { table.load(std::memory_order_relaxed)->erase(e); }
-    void rebuild_table() {
-        auto fresh = std::make_unique<slot_table>(capacity);
+    void table_erase(cache_entry& e) {
+        if (e.slot != nullptr) {
+            table.load(std::memory_order_relaxed)->erase(*e.slot);
+            e.slot = nullptr;
+        }
+    }
+    void rebuild_table(std::size_t cap) {
+        auto fresh = std::make_unique<slot_table>(cap);
         for (auto& [k, e] : entries) {
-            if (e->live) {
-                fresh->insert(e.get());
+            if (e->live && e->slot != nullptr) {
+                hot_slot* s = fresh->claim(e->key, e->hash);
+                s->last_used.store(e->slot->last_used.load(std::memory_order_relaxed),
+                                   std::memory_order_relaxed);
+                e->slot = s;
+                publish(*e);
+                slot_table::publish(*s, e->hash);
             }
         }
         slot_table* old = table.exchange(fresh.release(), std::memory_order_acq_rel);
         retire([old] { delete old; });
+    }
+    /// Shows readers the entry's current snapshot and freshness.
+    static void publish(cache_entry& e) noexcept {
+        if (e.slot == nullptr) {
+            return;
+        }
+        hot_slot& s = *e.slot;
+        s.confirmed.store(e.confirmed, std::memory_order_relaxed);
+        // Unchanged flags are not rewritten (fewer stores to a line readers share).
+        if (s.stale.load(std::memory_order_relaxed) != e.stale) {
+            s.stale.store(e.stale, std::memory_order_relaxed);
+        }
+        if (s.expired.load(std::memory_order_relaxed) != e.expired) {
+            s.expired.store(e.expired, std::memory_order_relaxed);
+        }
+        if (s.current.load(std::memory_order_relaxed) != e.owner.get()) {
+            s.current.store(e.owner.get(), std::memory_order_release);
+        }
     }
 
     // -------------------------------------------------------------- resolve
@@ -275,9 +390,9 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
     resolve_result result_of(const cache_entry& e) const {
         resolve_result r;
         r.snapshot = e.owner;
-        r.stale = e.stale.load(std::memory_order_relaxed);
+        r.stale = e.stale;
         if (r.stale) {
-            r.age = clock::now() - from_ticks(e.confirmed.load(std::memory_order_relaxed));
+            r.age = clock::now() - from_ticks(e.confirmed);
         }
         return r;
     }
@@ -285,8 +400,10 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
     /// Writer uses are even ticks, each above every earlier use; a lookup records the current
     /// tick + 1, above the writer use before it and below the next one.
     void touch(cache_entry& e) {
-        e.last_used.store(tick.fetch_add(2, std::memory_order_relaxed) + 2,
-                          std::memory_order_relaxed);
+        const auto t = tick.fetch_add(2, std::memory_order_relaxed) + 2;
+        if (e.slot != nullptr) {
+            e.slot->last_used.store(t, std::memory_order_relaxed);
+        }
     }
 
     void resolve(std::string service, service_query query, resolve_handler h) {
@@ -308,7 +425,7 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
                 e.pending.push_back(std::move(h));  // first resolve still in flight
                 return;
             }
-            if (e.expired.load(std::memory_order_relaxed)) {
+            if (e.expired) {
                 complete(std::move(h), discovery_errc::stale_beyond_limit, result_of(e));
                 return;
             }
@@ -320,14 +437,15 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
         }
         auto e = std::make_shared<cache_entry>();
         e->key = key;
+        e->hash = hash_key(key);
         e->service = std::move(service);
         e->query = std::move(query);
         e->seq = next_seq++;
-        touch(*e);
         e->pending.push_back(std::move(h));
         entries.emplace(std::move(key), e);
         services.store(entries.size(), std::memory_order_relaxed);
-        table_insert(e.get());
+        table_insert(*e);
+        touch(*e);
         first_fetch(e);
     }
 
@@ -525,7 +643,7 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
         std::shared_ptr<const service_snapshot> before = e.owner;
         const bool changed = !before || before->instances != snap->instances;
         e.owner = snap;
-        e.current.store(snap.get(), std::memory_order_release);
+        publish(e);
         if (before) {
             retire([before]() mutable { before.reset(); });
         }
@@ -540,12 +658,13 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
 
     /// Consul answered: the snapshot is current.
     void confirmed(cache_entry& e) {
-        e.confirmed.store(ticks(clock::now()), std::memory_order_relaxed);
-        if (e.stale.load(std::memory_order_relaxed)) {
+        e.confirmed = ticks(clock::now());
+        if (e.stale) {
             log.info("service '" + e.service + "': Consul reachable again; snapshot fresh");
         }
-        e.stale.store(false, std::memory_order_relaxed);
-        e.expired.store(false, std::memory_order_relaxed);
+        e.stale = false;
+        e.expired = false;
+        publish(e);
         if (e.expiry_timer) {
             e.expiry_timer->cancel();
         }
@@ -553,10 +672,11 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
 
     void failed(const std::shared_ptr<cache_entry>& e, const error_code& ec) {
         ++watch_errors;
-        if (e->stale.load(std::memory_order_relaxed)) {
+        if (e->stale) {
             return;
         }
-        e->stale.store(true, std::memory_order_relaxed);
+        e->stale = true;
+        publish(*e);
         const auto limit = max_staleness(e->service);
         log.warn("service '" + e->service + "': Consul unreachable (" + ec.message() +
                  "); serving the last snapshot as stale for up to " +
@@ -564,16 +684,16 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
         if (!e->expiry_timer) {
             e->expiry_timer = std::make_unique<asio::steady_timer>(ex);
         }
-        e->expiry_timer->expires_at(from_ticks(e->confirmed.load(std::memory_order_relaxed)) +
-                                    limit);
+        e->expiry_timer->expires_at(from_ticks(e->confirmed) + limit);
         e->expiry_timer->async_wait(
             [self = weak_from_this(), w = std::weak_ptr(e)](const error_code& tec) {
                 auto s = self.lock();
                 auto e = w.lock();
-                if (tec || !s || !e || !e->live || !e->stale.load(std::memory_order_relaxed)) {
+                if (tec || !s || !e || !e->live || !e->stale) {
                     return;
                 }
-                e->expired.store(true, std::memory_order_relaxed);
+                e->expired = true;
+                publish(*e);
                 s->log.error("service '" + e->service +
                              "': stale past max_staleness; no longer served");
             });
@@ -617,7 +737,7 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
         for (auto& h : pending) {
             complete(std::move(h), pending_error ? pending_error : discovery_errc::invalidated, {});
         }
-        table_erase(&e);
+        table_erase(e);
         auto it = entries.find(e.key);
         if (it != entries.end()) {
             std::shared_ptr<cache_entry> keep = std::move(it->second);
@@ -631,14 +751,19 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
 
     void evict_one() {
         cache_entry* victim = nullptr;
+        std::uint64_t victim_used = 0;
         for (auto& [k, e] : entries) {
             if (!e->pending.empty()) {
                 continue;
             }
-            const auto a = e->last_used.load(std::memory_order_relaxed);
-            if (victim == nullptr || a < victim->last_used.load(std::memory_order_relaxed) ||
-                (a == victim->last_used.load(std::memory_order_relaxed) && e->seq < victim->seq)) {
+            if (e->slot == nullptr) {
+                continue;
+            }
+            const auto a = e->slot->last_used.load(std::memory_order_relaxed);
+            if (victim == nullptr || a < victim_used ||
+                (a == victim_used && e->seq < victim->seq)) {
                 victim = e.get();
+                victim_used = a;
             }
         }
         if (victim != nullptr) {
@@ -755,15 +880,16 @@ snapshot_view service_cache::lookup(std::string_view service) const noexcept {
     auto& dom = epoch_domain::instance();
     detail::epoch_reader* r = dom.pin();
     const slot_table* t = impl_->table.load(std::memory_order_acquire);
-    const cache_entry* e = t->find(service);
+    const hot_slot* e = t->find(service, hash_key(service));
     if (e != nullptr) {
         const service_snapshot* s = e->current.load(std::memory_order_acquire);
         if (s != nullptr && !e->expired.load(std::memory_order_relaxed)) {
             // Recency for eviction: write only when it changes, so readers of a hot entry do
-            // not fight over its cache line.
+            // not fight over its cache line. (A stamp written into a table that a rebuild has
+            // just replaced is lost; eviction order is approximate by that much.)
             const auto now = impl_->tick.load(std::memory_order_relaxed) + 1;
             if (e->last_used.load(std::memory_order_relaxed) != now) {
-                const_cast<cache_entry*>(e)->last_used.store(now, std::memory_order_relaxed);
+                const_cast<hot_slot*>(e)->last_used.store(now, std::memory_order_relaxed);
             }
             v.snap_ = s;
             v.reader_ = r;

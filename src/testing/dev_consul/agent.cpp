@@ -2,6 +2,7 @@
 // .../agent/service and .../agent/check. They act on the receiving agent's own node.
 #include "catalog_json.hpp"
 #include "filter.hpp"
+#include "go_json.hpp"
 #include "router.hpp"
 
 #include <cctype>
@@ -50,18 +51,6 @@ const json* field(const json& obj, std::string_view name) {
         }
     }
     return nullptr;
-}
-
-const char* json_kind(const json& v) {
-    if (v.is_string())
-        return "string";
-    if (v.is_number())
-        return "number";
-    if (v.is_boolean())
-        return "bool";
-    if (v.is_array())
-        return "array";
-    return "object";
 }
 
 /// Reads typed fields of one JSON object, remembering the first type error as Consul's 400.

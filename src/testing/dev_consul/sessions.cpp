@@ -6,6 +6,7 @@
 // session here expires exactly 2 x TTL after its creation or last renewal. Every invalidation,
 // explicit destroy included, releases or deletes the session's keys per Behavior and applies the
 // session's lock-delay (capped at 60s, as Consul does).
+#include "go_json.hpp"
 #include "router.hpp"
 
 #include <algorithm>
@@ -47,45 +48,20 @@ json session_json(const session_entry& e) {
 }
 
 /// Go's JSON decoder matches field names case-insensitively; so do we.
-const json* field(const json& object, std::string_view name) {
-    for (auto it = object.begin(); it != object.end(); ++it) {
-        const auto& key = it.key();
-        if (key.size() == name.size() &&
-            std::equal(key.begin(), key.end(), name.begin(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) ==
-                       std::tolower(static_cast<unsigned char>(b));
-            })) {
-            return &it.value();
-        }
-    }
-    return nullptr;
-}
 
 response decode_error(std::string_view what) {
     return error_response(400, "Request decode failed: " + std::string(what));
 }
 
-std::string json_kind(const json& v) {
-    if (v.is_string())
-        return "string";
-    if (v.is_number())
-        return "number";
-    if (v.is_boolean())
-        return "bool";
-    if (v.is_array())
-        return "array";
-    return "object";
-}
-
 response type_error(const json& v, std::string_view field_name, std::string_view go_type) {
-    return decode_error("json: cannot unmarshal " + json_kind(v) +
+    return decode_error(std::string("json: cannot unmarshal ") + json_kind(v) +
                         " into Go struct field Session." + std::string(field_name) + " of type " +
                         std::string(go_type));
 }
 
 /// Reads an optional string field; false (with `err` set) on a wrong type.
 bool read_string(const json& body, std::string_view name, std::string& out, response& err) {
-    const json* v = field(body, name);
+    const json* v = go_field(body, name);
     if (v == nullptr || v->is_null()) {
         return true;
     }
@@ -100,7 +76,7 @@ bool read_string(const json& body, std::string_view name, std::string& out, resp
 /// Reads an optional list of strings; `present` tells whether the key was given at all.
 bool read_string_list(const json& body, std::string_view name, std::vector<std::string>& out,
                       bool& present, response& err) {
-    const json* v = field(body, name);
+    const json* v = go_field(body, name);
     present = v != nullptr;
     if (v == nullptr || v->is_null()) {
         return true;
@@ -120,7 +96,7 @@ bool read_string_list(const json& body, std::string_view name, std::vector<std::
 }
 
 bool read_lock_delay(const json& body, session_entry& e, response& err) {
-    const json* v = field(body, "LockDelay");
+    const json* v = go_field(body, "LockDelay");
     if (v == nullptr || v->is_null()) {
         return true;
     }
@@ -152,7 +128,7 @@ bool read_lock_delay(const json& body, session_entry& e, response& err) {
 }
 
 bool read_service_checks(const json& body, session_entry& e, response& err) {
-    const json* v = field(body, "ServiceChecks");
+    const json* v = go_field(body, "ServiceChecks");
     if (v == nullptr || v->is_null()) {
         return true;
     }
@@ -181,7 +157,7 @@ bool decode_create_body(const json& body, session_entry& e, response& err) {
         return true;
     }
     if (!body.is_object()) {
-        err = decode_error("json: cannot unmarshal " + json_kind(body) +
+        err = decode_error(std::string("json: cannot unmarshal ") + json_kind(body) +
                            " into Go value of type structs.Session");
         return false;
     }

@@ -3,6 +3,7 @@
 // Only KV operations are supported; Node, Service and Check operations get 400. A transaction is
 // all-or-nothing: the operations run against a copy of the KV table, which replaces the real one
 // only when every operation succeeded, under one raft index.
+#include "go_json.hpp"
 #include "router.hpp"
 
 #include "core/base64.hpp"
@@ -32,20 +33,6 @@ struct op_error {
     std::size_t op_index = 0;
     std::string what;
 };
-
-const json* field(const json& object, std::string_view name) {
-    for (auto it = object.begin(); it != object.end(); ++it) {
-        const auto& key = it.key();
-        if (key.size() == name.size() &&
-            std::equal(key.begin(), key.end(), name.begin(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) ==
-                       std::tolower(static_cast<unsigned char>(b));
-            })) {
-            return &it.value();
-        }
-    }
-    return nullptr;
-}
 
 /// Go's %q for the ASCII subset Consul's messages show.
 std::string go_quote(std::string_view text) {
@@ -90,7 +77,7 @@ bool is_write(const std::string& verb) {
 }
 
 bool read_u64(const json& kv, std::string_view name, std::uint64_t& out, response& err) {
-    const json* v = field(kv, name);
+    const json* v = go_field(kv, name);
     if (v == nullptr || v->is_null()) {
         return true;
     }
@@ -111,7 +98,7 @@ bool read_u64(const json& kv, std::string_view name, std::uint64_t& out, respons
 }
 
 bool read_string(const json& kv, std::string_view name, std::string& out, response& err) {
-    const json* v = field(kv, name);
+    const json* v = go_field(kv, name);
     if (v == nullptr || v->is_null()) {
         return true;
     }
@@ -138,7 +125,7 @@ bool decode_kv_op(const json& kv, kv_op& op, response& err) {
         !read_u64(kv, "Index", op.index, err)) {
         return false;
     }
-    if (const json* v = field(kv, "Value"); v != nullptr && !v->is_null()) {
+    if (const json* v = go_field(kv, "Value"); v != nullptr && !v->is_null()) {
         if (!v->is_string()) {
             err = parse_error("unexpected value type: " + std::string(v->type_name()));
             return false;
@@ -402,12 +389,12 @@ response txn_put(route_context& c) {
             return parse_error("json: cannot unmarshal " + std::string(item.type_name()) +
                                " into Go value of type api.TxnOp");
         }
-        if (field(item, "Node") || field(item, "Service") || field(item, "Check")) {
+        if (go_field(item, "Node") || go_field(item, "Service") || go_field(item, "Check")) {
             return error_response(400,
                                   "dev_consul supports only KV operations in transactions (op " +
                                       std::to_string(i) + ")");
         }
-        const json* kv = field(item, "KV");
+        const json* kv = go_field(item, "KV");
         if (kv == nullptr || kv->is_null()) {
             continue;  // Consul skips operations of no known kind
         }

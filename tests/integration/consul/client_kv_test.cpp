@@ -3,6 +3,7 @@
 #include <lakemesh/consul/client.hpp>
 
 #include "consul_target.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -50,12 +51,7 @@ class client_fixture : public ::testing::Test {
 
     template <class F>
     auto run(F&& start) {
-        auto fut = start();
-        io.restart();
-        while (fut.wait_for(0s) != std::future_status::ready) {
-            io.run_one_for(10ms);
-        }
-        return fut.get();
+        return test::run_future(io, std::forward<F>(start));
     }
 };
 

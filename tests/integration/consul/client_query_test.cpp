@@ -5,6 +5,7 @@
 
 #include "consul_target.hpp"
 #include "recording_http_server.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -32,12 +33,7 @@ class client_query : public ::testing::Test {
     }
     template <class F>
     auto run(F&& start) {
-        auto fut = start();
-        io.restart();
-        while (fut.wait_for(0s) != std::future_status::ready) {
-            io.run_one_for(10ms);
-        }
-        return fut.get();
+        return test::run_future(io, std::forward<F>(start));
     }
 
     recording_http_server server;

@@ -5,6 +5,7 @@
 #include <lakemesh/consul/client.hpp>
 
 #include "consul_target.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -34,12 +35,7 @@ class consul_client_test : public ::testing::Test {
     /// Runs the io_context until the future `start()` returns is ready, and returns its value.
     template <class F>
     auto run(F&& start) {
-        auto fut = start();
-        io.restart();
-        while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-            io.run_one_for(std::chrono::milliseconds(10));
-        }
-        return fut.get();
+        return test::run_future(io, std::forward<F>(start));
     }
 
     /// Drives the io_context until `fut` is ready or `limit` passes; true when ready.

@@ -4,6 +4,7 @@
 #include <lakemesh/consul/client.hpp>
 
 #include "consul_target.hpp"
+#include "run_future.hpp"
 #include "test_certs.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -65,12 +66,7 @@ class client_tls : public ::testing::Test {
 
     template <class F>
     auto run(F&& start) {
-        auto fut = start();
-        io.restart();
-        while (fut.wait_for(0s) != std::future_status::ready) {
-            io.run_one_for(10ms);
-        }
-        return fut.get();
+        return test::run_future(io, std::forward<F>(start));
     }
 
     self_signed_cert server_cert{"127.0.0.1"};

@@ -455,5 +455,66 @@ TEST_F(cache_test, lookups_from_other_threads_see_whole_snapshots_while_updates_
     EXPECT_GT(cache->stats().updates, 100u);
 }
 
+TEST_F(cache_test, table_growth_and_tombstone_rebuilds_keep_every_key_findable_during_reads) {
+    // Names around the 29-byte inline key limit, and a query key, live through the table
+    // growing from 16 slots and being rebuilt to drop tombstones, while two threads probe it.
+    const std::string long_name = "a-service-name-longer-than-the-inline-key-bytes";
+    const std::string edge_name(29, 'e');
+    service_query tagged;
+    tagged.tag = "blue";
+    for (const auto& s : {long_name, edge_name, std::string("web")}) {
+        consul.set(s, {instance(s, "1", consul::check_status::passing, {"blue"})});
+    }
+    auto cfg = fast_config();
+    cfg.max_services = 64;
+    make(cfg);
+    ASSERT_FALSE(resolve(long_name).first);
+    ASSERT_FALSE(resolve(edge_name).first);
+    ASSERT_FALSE(resolve("web", tagged).first);
+
+    std::atomic<bool> done{false};
+    std::atomic<long> reads{0};
+    std::atomic<long> missing{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 2; ++t) {
+        readers.emplace_back([&] {
+            while (!done.load()) {
+                const bool all = cache->lookup(long_name) && cache->lookup(edge_name) &&
+                                 cache->lookup("web", tagged) && !cache->lookup("web") &&
+                                 !cache->lookup(long_name + "x") && !cache->lookup(edge_name + "e");
+                missing += !all;
+                ++reads;
+            }
+        });
+    }
+    // 40 names at once (growth to 128 slots), then 20 rounds of dropping and re-adding them:
+    // each round leaves 40 tombstones, so the table is rebuilt over and over.
+    for (int round = 0; round < 20; ++round) {
+        for (int i = 0; i < 40; ++i) {
+            const std::string name = "churn-" + std::to_string(i) + std::string(i % 3 * 15, 'x');
+            if (round == 0) {
+                consul.set(name, {instance(name, "1")});
+            }
+            ASSERT_FALSE(resolve(name).first) << name;
+            ASSERT_TRUE(cache->lookup(name)) << name;
+        }
+        EXPECT_EQ(cache->stats().services, 43u);
+        for (int i = 0; i < 40; ++i) {
+            const std::string name = "churn-" + std::to_string(i) + std::string(i % 3 * 15, 'x');
+            cache->invalidate(name);
+            settle();
+            EXPECT_FALSE(cache->lookup(name)) << name;
+        }
+    }
+    done = true;
+    for (auto& t : readers) {
+        t.join();
+    }
+    EXPECT_GT(reads.load(), 0);
+    EXPECT_EQ(missing.load(), 0) << "a cached key was not found (or a foreign key was) mid-rebuild";
+    EXPECT_EQ(cache->stats().evictions, 0u);
+    EXPECT_EQ(cache->stats().services, 3u);
+}
+
 }  // namespace
 }  // namespace lakemesh::discovery
