@@ -155,6 +155,16 @@ error_code validate_check(const service_check& check) {
     return {};
 }
 
+schedule_config schedule_config_of(const scheduler_config& cfg) {
+    schedule_config out;
+    out.jitter = cfg.probe_jitter;
+    out.first_spread = 1.0;
+    out.seed = cfg.seed;
+    out.slack_fraction = cfg.timer_slack_fraction;
+    out.slack_cap = cfg.timer_slack_cap;
+    return out;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ impl
@@ -166,7 +176,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
           agent_(std::move(agent)),
           cfg_(std::move(cfg)),
           log_(log.with_component("health")),
-          schedule_(schedule_config{cfg_.probe_jitter, 1.0, cfg_.seed}),
+          schedule_(schedule_config_of(cfg_)),
           rng_(cfg_.seed ? *cfg_.seed ^ 0x6865'616c'7468ULL : std::random_device{}()),
           timer_(ex_),
           reconcile_timer_(ex_) {}
@@ -384,6 +394,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::size_t check_count() const noexcept { return schedule_.size(); }
     std::size_t service_count() const noexcept { return services_.size(); }
     std::uint64_t repairs() const noexcept { return repairs_; }
+    std::uint64_t updates_sent() const noexcept { return updates_sent_; }
     const executor_type& executor() const noexcept { return ex_; }
 
   private:
@@ -555,7 +566,8 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
         if (stopped_) {
             return;
         }
-        const auto next = schedule_.next_due();
+        // With slack, everything due between next_due() and this wake-up is handled in it.
+        const auto next = schedule_.next_wake();
         if (!next || (timer_armed_ && armed_at_ <= *next)) {
             return;  // an armed timer that fires early just re-arms
         }
@@ -747,6 +759,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     // ---------------------------------------------------------------- TTL updates
 
     void send_push(check_state& cs, status s, std::string output) {
+        ++updates_sent_;
         agent_.async_check_update(id_of(cs), to_consul(s), std::move(output),
                                   [self = shared_from_this(), h = cs.handle](
                                       error_code ec, consul::result<std::monostate> r) {
@@ -1175,6 +1188,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::uint64_t next_subscription_ = 0;
     std::shared_ptr<const remote_health_source> remote_;
     std::uint64_t repairs_ = 0;
+    std::uint64_t updates_sent_ = 0;
 };
 
 // ------------------------------------------------------------------ public shell
@@ -1238,6 +1252,9 @@ std::size_t health_scheduler::service_count() const noexcept {
 }
 std::uint64_t health_scheduler::repairs() const noexcept {
     return impl_->repairs();
+}
+std::uint64_t health_scheduler::updates_sent() const noexcept {
+    return impl_->updates_sent();
 }
 
 void health_scheduler::start_stop(boost::asio::any_completion_handler<void(error_code)> handler) {
