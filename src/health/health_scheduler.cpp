@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -329,6 +330,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     /// Stops every timer and probe; nothing new starts. Registrations stay in Consul.
     void close() {
         stopped_ = true;
+        queued_pushes_.clear();
         timer_.cancel();
         reconcile_timer_.cancel();
         for (auto& [id, svc] : services_) {
@@ -758,8 +760,25 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
 
     // ---------------------------------------------------------------- TTL updates
 
+    /// An update the state machine asked for that waits for a free in-flight slot.
+    struct queued_push {
+        check_handle check;
+        status state;
+        std::string output;
+    };
+
     void send_push(check_state& cs, status s, std::string output) {
+        if (cfg_.max_updates_in_flight > 0 && updates_in_flight_ >= cfg_.max_updates_in_flight) {
+            // The state machine counts it as in flight already; it goes out when a slot frees.
+            queued_pushes_.push_back(queued_push{cs.handle, s, std::move(output)});
+            return;
+        }
+        start_push(cs, s, std::move(output));
+    }
+
+    void start_push(check_state& cs, status s, std::string output) {
         ++updates_sent_;
+        ++updates_in_flight_;
         agent_.async_check_update(id_of(cs), to_consul(s), std::move(output),
                                   [self = shared_from_this(), h = cs.handle](
                                       error_code ec, consul::result<std::monostate> r) {
@@ -767,7 +786,22 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
                                   });
     }
 
+    /// Starts queued updates while slots are free; those of removed checks are dropped.
+    void start_queued_pushes() {
+        while (
+            !stopped_ && !queued_pushes_.empty() &&
+            (cfg_.max_updates_in_flight == 0 || updates_in_flight_ < cfg_.max_updates_in_flight)) {
+            auto next = std::move(queued_pushes_.front());
+            queued_pushes_.pop_front();
+            if (auto* cs = find(next.check)) {
+                start_push(*cs, next.state, std::move(next.output));
+            }
+        }
+    }
+
     void on_push_done(check_handle h, error_code ec, const diagnostics& diag) {
+        --updates_in_flight_;
+        start_queued_pushes();
         auto* cs = find(h);
         if (stopped_ || cs == nullptr) {
             return;
@@ -1189,6 +1223,8 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::shared_ptr<const remote_health_source> remote_;
     std::uint64_t repairs_ = 0;
     std::uint64_t updates_sent_ = 0;
+    std::size_t updates_in_flight_ = 0;
+    std::deque<queued_push> queued_pushes_;
 };
 
 // ------------------------------------------------------------------ public shell

@@ -170,6 +170,11 @@ struct scheduler_config {
     /// TTL refresh: an unchanged status is sent again once the last accepted one is older than
     /// ttl * refresh_fraction (see ttl_check_config).
     double refresh_fraction = 0.5;
+    /// TTL updates in flight at once; more wait in the scheduler, in the order they were asked
+    /// for. Refreshes come due in bursts (one timer wake-up handles many checks), and a burst
+    /// larger than the client's connection pool would otherwise wait inside the client, one
+    /// timer and one suspended request each. Zero: no limit.
+    std::size_t max_updates_in_flight = 8;
     /// Back-off of failed TTL updates and failed registrations: the ceiling starts at base and
     /// doubles per consecutive failure up to cap; the delay is uniform in [ceiling/2, ceiling].
     std::chrono::milliseconds backoff_base{250};

@@ -166,6 +166,37 @@ TEST_F(health_scheduler_test, registers_service_fields_and_feeds_ttl_check) {
     stop(hs);
 }
 
+// With one update in flight at a time, a burst of updates from many checks waits in the
+// scheduler and still reaches the agent, every status change included.
+TEST_F(health_scheduler_test, updates_beyond_the_in_flight_limit_wait_and_all_arrive) {
+    auto cfg = config();
+    cfg.max_updates_in_flight = 1;
+    health_scheduler hs(io, c, cfg);
+    const std::string id = svc + "-burst";
+    auto state = std::make_shared<status>(status::passing);
+    std::vector<health::service_check> checks;
+    constexpr int count = 40;
+    for (int i = 0; i < count; ++i) {
+        checks.emplace_back(sync_check(id + ":" + std::to_string(i), [state] {
+            return probe_result{*state, *state == status::passing ? "up" : "degraded"};
+        }));
+    }
+    ASSERT_FALSE(hs.register_service(definition(id, std::move(checks))));
+    auto all_are = [&](const char* st, const char* output) {
+        for (int i = 0; i < count; ++i) {
+            if (!check_is(id + ":" + std::to_string(i), st, output)) {
+                return false;
+            }
+        }
+        return true;
+    };
+    ASSERT_TRUE(run_until([&] { return all_are("passing", "up"); }));
+    *state = status::warning;
+    ASSERT_TRUE(run_until([&] { return all_are("warning", "degraded"); }));
+    EXPECT_GE(hs.updates_sent(), 2u * count);
+    stop(hs);
+}
+
 TEST_F(health_scheduler_test, register_is_idempotent_and_keeps_status) {
     health_scheduler hs(io, c, config());
     const std::string id = svc + "-idem";
