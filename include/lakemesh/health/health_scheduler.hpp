@@ -168,8 +168,10 @@ struct scheduler_config {
     double timer_slack_fraction = 0.01;
     std::chrono::milliseconds timer_slack_cap{250};
     /// TTL refresh: an unchanged status is sent again once the last accepted one is older than
-    /// ttl * refresh_fraction (see ttl_check_config).
-    double refresh_fraction = 0.5;
+    /// ttl * refresh_fraction (see ttl_check_config); status changes are sent at once. The
+    /// default leaves a third of the TTL (one interval with the default TTL of 3 intervals) for
+    /// an update that has to be retried, and sends a quarter fewer updates than TTL/2.
+    double refresh_fraction = 2.0 / 3.0;
     /// TTL updates in flight at once; more wait in the scheduler, in the order they were asked
     /// for. Refreshes come due in bursts (one timer wake-up handles many checks), and a burst
     /// larger than the client's connection pool would otherwise wait inside the client, one
