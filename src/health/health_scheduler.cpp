@@ -1096,6 +1096,11 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
                 self->reconcile_failed(ec, r.diag);
                 return;
             }
+            if (!self->reconcile_needs_checks()) {
+                static const std::map<std::string, consul::agent_check> not_listed;
+                self->reconcile(r.value, not_listed, started, false);
+                return;
+            }
             self->agent_.async_checks(
                 [self, started, services = std::move(r.value)](
                     error_code ec2, consul::result<std::map<std::string, consul::agent_check>> r2) {
@@ -1106,9 +1111,30 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
                         self->reconcile_failed(ec2, r2.diag);
                         return;
                     }
-                    self->reconcile(services, r2.value, started);
+                    self->reconcile(services, r2.value, started, true);
                 });
         });
+    }
+
+    /// Whether the reconciliation must list the agent's checks. Not when every check is a TTL
+    /// check refreshed at least as often as the reconciliation runs: a TTL check the agent lost
+    /// refuses its next refresh, which re-registers the service at once, so listing thousands
+    /// of checks every period would find nothing sooner.
+    bool reconcile_needs_checks() {
+        const auto period = std::chrono::duration_cast<duration>(cfg_.reconcile_interval);
+        for (const auto& [id, svc] : services_) {
+            if (!svc->agent.empty()) {
+                return true;  // agent-run checks: their status comes from the listing
+            }
+            for (const auto& [cid, h] : svc->ttl) {
+                const auto* cs = find(h);
+                if (cs != nullptr && (cs->fsm.refresh_after() <= duration::zero() ||
+                                      cs->fsm.refresh_after() > period)) {
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     void reconcile_failed(const error_code& ec, const diagnostics& diag) {
@@ -1142,7 +1168,8 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     }
 
     void reconcile(const std::map<std::string, consul::agent_service>& services,
-                   const std::map<std::string, consul::agent_check>& checks, time_point started) {
+                   const std::map<std::string, consul::agent_check>& checks, time_point started,
+                   bool checks_listed) {
         reconcile_in_flight_ = false;
         std::vector<std::pair<std::shared_ptr<service_state>, std::string>> repairs;
         for (auto& [id, svc] : services_) {
@@ -1161,7 +1188,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
             }
             std::string missing;
             for (const auto& cid : svc->order) {
-                if (!checks.contains(cid)) {
+                if (checks_listed && !checks.contains(cid)) {
                     missing = cid;
                     break;
                 }

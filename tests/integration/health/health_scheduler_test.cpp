@@ -526,6 +526,30 @@ TEST_F(health_scheduler_test, agent_restart_with_lost_state_is_repaired_within_t
     stop(hs);
 }
 
+// When every check is a TTL check refreshed more often than the reconciliation runs, the
+// reconciliation does not list the agent's checks: a TTL check removed behind the scheduler's
+// back refuses its next refresh, and that re-registers it.
+TEST_F(health_scheduler_test, ttl_check_removed_behind_its_back_is_restored_by_its_refresh) {
+    auto cfg = config();
+    cfg.reconcile_interval = 5s;  // refreshes (every 2 s) are more frequent: no check listing
+    health_scheduler hs(io, c, cfg);
+    const std::string id = svc + "-lostcheck";
+    ASSERT_FALSE(
+        hs.register_service(definition(id, {sync_check(
+                                               id + ":ttl",
+                                               [] {
+                                                   return probe_result{status::passing, "here"};
+                                               },
+                                               1s, 3s)})));
+    ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "here"); }));
+
+    ASSERT_EQ(agent.put("/v1/agent/check/deregister/" + id + ":ttl").status, 200);
+    ASSERT_FALSE(agent_check(id + ":ttl"));
+    ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "here"); }, 8s));
+    EXPECT_TRUE(run_until([&] { return hs.repairs() >= 1; }));
+    stop(hs);
+}
+
 TEST_F(health_scheduler_test, reconciliation_repairs_a_service_removed_behind_its_back) {
     auto cfg = config();
     cfg.reconcile_interval = 300ms;
