@@ -2,11 +2,15 @@
 //   lakemesh-bench-health-ttl [--checks N] [--services S] [--interval SEC] [--ttl SEC]
 //                             [--duration SEC] [--warmup SEC] [--baseline SEC]
 //                             [--dev-consul PATH] [--port P] [--addr HOST:PORT]
+//                             [--refresh-fraction F] [--slack-fraction F] [--max-in-flight N]
 // Starts `lakemesh-dev-consul -http-port P` as a separate process (unless --addr names a running
 // agent), registers S services carrying N TTL checks in all, each fed by a trivial sync probe
 // every --interval seconds, lets it settle for --warmup seconds, then measures this process's
 // own CPU time (getrusage RUSAGE_SELF, user + system) over --duration seconds. The baseline is
 // the same process idle (io_context, client and an empty scheduler) for --baseline seconds.
+// --refresh-fraction, --slack-fraction and --max-in-flight override scheduler_config's
+// refresh_fraction, timer_slack_fraction and max_updates_in_flight (default: the library's
+// defaults), to compare policies in one build.
 #include <lakemesh/consul/client.hpp>
 #include <lakemesh/health/health_scheduler.hpp>
 
@@ -87,6 +91,9 @@ int main(int argc, char** argv) {
     double baseline_s = 60;
     unsigned short port = 18511;
     std::string addr;
+    std::optional<double> refresh_fraction;
+    std::optional<double> slack_fraction;
+    std::optional<std::size_t> max_in_flight;
     std::string dev_consul =
         (std::filesystem::path(argv[0]).parent_path() / ".." / "lakemesh-dev-consul").string();
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -110,6 +117,12 @@ int main(int argc, char** argv) {
             port = static_cast<unsigned short>(std::stoul(v));
         } else if (a == "--addr") {
             addr = v;
+        } else if (a == "--refresh-fraction") {
+            refresh_fraction = std::stod(v);
+        } else if (a == "--slack-fraction") {
+            slack_fraction = std::stod(v);
+        } else if (a == "--max-in-flight") {
+            max_in_flight = std::stoul(v);
         } else if (a == "--dev-consul") {
             dev_consul = v;
         } else {
@@ -164,6 +177,15 @@ int main(int argc, char** argv) {
     lakemesh::consul::client client(io, ccfg);
     lakemesh::health::scheduler_config hcfg;
     hcfg.seed = 7;
+    if (refresh_fraction) {
+        hcfg.refresh_fraction = *refresh_fraction;
+    }
+    if (slack_fraction) {
+        hcfg.timer_slack_fraction = *slack_fraction;
+    }
+    if (max_in_flight) {
+        hcfg.max_updates_in_flight = *max_in_flight;
+    }
     lakemesh::health::health_scheduler hs(io, client, hcfg);
     auto guard = asio::make_work_guard(io);
     auto run_for = [&](double secs) {
@@ -228,9 +250,18 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - settle_start).count();
     run_for(warmup_s);
 
+    const auto updates0 = hs.updates_sent();
     const auto m0 = cpu_sample::now();
     run_for(duration_s);
     const auto m1 = cpu_sample::now();
+    const auto updates = hs.updates_sent() - updates0;
+    double load1 = -1;
+    if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (std::fscanf(f, "%lf", &load1) != 1) {
+            load1 = -1;
+        }
+        std::fclose(f);
+    }
     const double load_pct = percent_of_core(m0, m1);
 
     // Validity: the agent holds every check, passing (none expired during the run).
@@ -265,13 +296,17 @@ int main(int argc, char** argv) {
     const double agent_cpu = cpu_seconds(RUSAGE_CHILDREN);
 
     std::printf(
-        "health ttl load: checks=%zu services=%zu interval=%gs ttl=%gs settle=%.1fs warmup=%gs\n"
-        "  measured %gs: process cpu %.3f s = %.3f%% of one core\n"
+        "health ttl load: checks=%zu services=%zu interval=%gs ttl=%gs refresh_fraction=%g "
+        "slack_fraction=%g max_in_flight=%zu settle=%.1fs warmup=%gs\n"
+        "  measured %gs: process cpu %.3f s = %.3f%% of one core, %llu TTL updates (%.0f/s)\n"
+        "  machine load average (1 min) at the end of the measurement: %.2f\n"
         "  baseline %gs (same process, empty scheduler): %.3f%% of one core\n"
         "  net cost of the checks: %.3f%% of one core\n"
         "  agent after the run: %zu checks held, %zu passing\n"
         "  dev agent process total cpu (whole run, informative): %.1f s\n",
-        checks, services, interval_s, ttl_s, settle_s, warmup_s, duration_s, m1.cpu - m0.cpu,
-        load_pct, baseline_s, baseline_pct, load_pct - baseline_pct, held, passing, agent_cpu);
+        checks, services, interval_s, ttl_s, hcfg.refresh_fraction, hcfg.timer_slack_fraction,
+        hcfg.max_updates_in_flight, settle_s, warmup_s, duration_s, m1.cpu - m0.cpu, load_pct,
+        static_cast<unsigned long long>(updates), double(updates) / duration_s, load1, baseline_s,
+        baseline_pct, load_pct - baseline_pct, held, passing, agent_cpu);
     return held == checks && passing == checks ? 0 : 1;
 }

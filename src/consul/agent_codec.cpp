@@ -101,6 +101,46 @@ error_code dump(const json& j, std::string& body, diagnostics& diag, const char*
     return {};
 }
 
+/// Appends `text` (valid UTF-8) escaped as the inside of a JSON string, as json::dump does.
+void append_json_string_content(std::string_view text, std::string& out) {
+    static constexpr char hex[] = "0123456789abcdef";
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                continue;
+            case '\\':
+                out += "\\\\";
+                continue;
+            case '\b':
+                out += "\\b";
+                continue;
+            case '\f':
+                out += "\\f";
+                continue;
+            case '\n':
+                out += "\\n";
+                continue;
+            case '\r':
+                out += "\\r";
+                continue;
+            case '\t':
+                out += "\\t";
+                continue;
+            default:
+                break;
+        }
+        if (u < 0x20) {
+            out += "\\u00";
+            out += hex[u >> 4];
+            out += hex[u & 0x0f];
+        } else {
+            out += c;
+        }
+    }
+}
+
 }  // namespace
 
 error_code encode_service_registration(const service_registration& reg, std::string& body,
@@ -180,8 +220,19 @@ error_code encode_check_update(check_status status, const std::string& output, s
         diag.set_client_message("check update: maintenance is not a status a check can be given");
         return validation_errc::invalid_argument;
     }
-    return dump(json{{"Status", std::string(to_string(status))}, {"Output", output}}, body, diag,
-                "check output");
+    // Sent for every TTL update of every check, so written directly: a json object and its dump
+    // cost several allocations per update.
+    if (auto ec = validate_utf8("check output", output, diag)) {
+        return ec;
+    }
+    body.clear();
+    body.reserve(32 + output.size());
+    body += R"({"Status":")";
+    body += to_string(status);
+    body += R"(","Output":")";
+    append_json_string_content(output, body);
+    body += "\"}";
+    return {};
 }
 
 // ------------------------------------------------------------------ decoding

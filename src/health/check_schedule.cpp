@@ -36,6 +36,8 @@ std::uint64_t fraction_of(double fraction, duration d) noexcept {
 check_schedule::check_schedule(const schedule_config& cfg) : cfg_(cfg), rng_(initial_seed(cfg)) {
     cfg_.jitter = clamped(cfg.jitter, 0.5);
     cfg_.first_spread = clamped(cfg.first_spread, 1.0);
+    cfg_.slack_fraction = clamped(cfg.slack_fraction, 0.1);
+    cfg_.slack_cap = std::max(cfg.slack_cap, duration::zero());
 }
 
 check_handle check_schedule::add(duration interval, time_point now) {
@@ -64,6 +66,7 @@ check_handle check_schedule::allocate(duration interval, time_point anchor, time
     s.anchor = anchor;
     s.interval = interval;
     arm(index, due_kind::probe, due);
+    count_interval(interval);
     ++size_;
     return {index, s.generation};
 }
@@ -75,6 +78,7 @@ bool check_schedule::remove(check_handle check) noexcept {
     }
     disarm(check.index, due_kind::probe);
     disarm(check.index, due_kind::wake);
+    uncount_interval(s->interval);
     s->live = false;
     ++s->generation;
     free_slots_.push_back(check.index);
@@ -97,7 +101,9 @@ bool check_schedule::set_interval(check_handle check, duration interval) {
     if (s == nullptr) {
         return false;
     }
+    uncount_interval(s->interval);
     s->interval = clamped_interval(interval);
+    count_interval(s->interval);
     return true;
 }
 
@@ -124,6 +130,36 @@ std::optional<time_point> check_schedule::next_due() const noexcept {
         return std::nullopt;
     }
     return heap_.front().due;
+}
+
+std::optional<time_point> check_schedule::next_wake() const noexcept {
+    if (heap_.empty()) {
+        return std::nullopt;
+    }
+    const time_point due = heap_.front().due;
+    const duration s = slack();
+    return s >= never - due ? never : due + s;
+}
+
+duration check_schedule::slack() const noexcept {
+    if (interval_counts_.empty() || cfg_.slack_cap <= duration::zero()) {
+        return duration::zero();
+    }
+    const auto shortest = interval_counts_.begin()->first;
+    return std::min(
+        cfg_.slack_cap,
+        duration(static_cast<duration::rep>(fraction_of(cfg_.slack_fraction, shortest))));
+}
+
+void check_schedule::count_interval(duration interval) {
+    ++interval_counts_[interval];
+}
+
+void check_schedule::uncount_interval(duration interval) noexcept {
+    if (auto it = interval_counts_.find(interval);
+        it != interval_counts_.end() && --it->second == 0) {
+        interval_counts_.erase(it);
+    }
 }
 
 std::optional<due_check> check_schedule::pop_next(time_point now) {

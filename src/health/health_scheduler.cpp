@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -155,6 +156,16 @@ error_code validate_check(const service_check& check) {
     return {};
 }
 
+schedule_config schedule_config_of(const scheduler_config& cfg) {
+    schedule_config out;
+    out.jitter = cfg.probe_jitter;
+    out.first_spread = 1.0;
+    out.seed = cfg.seed;
+    out.slack_fraction = cfg.timer_slack_fraction;
+    out.slack_cap = cfg.timer_slack_cap;
+    return out;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ impl
@@ -166,7 +177,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
           agent_(std::move(agent)),
           cfg_(std::move(cfg)),
           log_(log.with_component("health")),
-          schedule_(schedule_config{cfg_.probe_jitter, 1.0, cfg_.seed}),
+          schedule_(schedule_config_of(cfg_)),
           rng_(cfg_.seed ? *cfg_.seed ^ 0x6865'616c'7468ULL : std::random_device{}()),
           timer_(ex_),
           reconcile_timer_(ex_) {}
@@ -319,6 +330,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     /// Stops every timer and probe; nothing new starts. Registrations stay in Consul.
     void close() {
         stopped_ = true;
+        queued_pushes_.clear();
         timer_.cancel();
         reconcile_timer_.cancel();
         for (auto& [id, svc] : services_) {
@@ -384,6 +396,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::size_t check_count() const noexcept { return schedule_.size(); }
     std::size_t service_count() const noexcept { return services_.size(); }
     std::uint64_t repairs() const noexcept { return repairs_; }
+    std::uint64_t updates_sent() const noexcept { return updates_sent_; }
     const executor_type& executor() const noexcept { return ex_; }
 
   private:
@@ -555,7 +568,8 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
         if (stopped_) {
             return;
         }
-        const auto next = schedule_.next_due();
+        // With slack, everything due between next_due() and this wake-up is handled in it.
+        const auto next = schedule_.next_wake();
         if (!next || (timer_armed_ && armed_at_ <= *next)) {
             return;  // an armed timer that fires early just re-arms
         }
@@ -746,7 +760,25 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
 
     // ---------------------------------------------------------------- TTL updates
 
+    /// An update the state machine asked for that waits for a free in-flight slot.
+    struct queued_push {
+        check_handle check;
+        status state;
+        std::string output;
+    };
+
     void send_push(check_state& cs, status s, std::string output) {
+        if (cfg_.max_updates_in_flight > 0 && updates_in_flight_ >= cfg_.max_updates_in_flight) {
+            // The state machine counts it as in flight already; it goes out when a slot frees.
+            queued_pushes_.push_back(queued_push{cs.handle, s, std::move(output)});
+            return;
+        }
+        start_push(cs, s, std::move(output));
+    }
+
+    void start_push(check_state& cs, status s, std::string output) {
+        ++updates_sent_;
+        ++updates_in_flight_;
         agent_.async_check_update(id_of(cs), to_consul(s), std::move(output),
                                   [self = shared_from_this(), h = cs.handle](
                                       error_code ec, consul::result<std::monostate> r) {
@@ -754,7 +786,22 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
                                   });
     }
 
+    /// Starts queued updates while slots are free; those of removed checks are dropped.
+    void start_queued_pushes() {
+        while (
+            !stopped_ && !queued_pushes_.empty() &&
+            (cfg_.max_updates_in_flight == 0 || updates_in_flight_ < cfg_.max_updates_in_flight)) {
+            auto next = std::move(queued_pushes_.front());
+            queued_pushes_.pop_front();
+            if (auto* cs = find(next.check)) {
+                start_push(*cs, next.state, std::move(next.output));
+            }
+        }
+    }
+
     void on_push_done(check_handle h, error_code ec, const diagnostics& diag) {
+        --updates_in_flight_;
+        start_queued_pushes();
         auto* cs = find(h);
         if (stopped_ || cs == nullptr) {
             return;
@@ -1049,6 +1096,11 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
                 self->reconcile_failed(ec, r.diag);
                 return;
             }
+            if (!self->reconcile_needs_checks()) {
+                static const std::map<std::string, consul::agent_check> not_listed;
+                self->reconcile(r.value, not_listed, started, false);
+                return;
+            }
             self->agent_.async_checks(
                 [self, started, services = std::move(r.value)](
                     error_code ec2, consul::result<std::map<std::string, consul::agent_check>> r2) {
@@ -1059,9 +1111,30 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
                         self->reconcile_failed(ec2, r2.diag);
                         return;
                     }
-                    self->reconcile(services, r2.value, started);
+                    self->reconcile(services, r2.value, started, true);
                 });
         });
+    }
+
+    /// Whether the reconciliation must list the agent's checks. Not when every check is a TTL
+    /// check refreshed at least as often as the reconciliation runs: a TTL check the agent lost
+    /// refuses its next refresh, which re-registers the service at once, so listing thousands
+    /// of checks every period would find nothing sooner.
+    bool reconcile_needs_checks() {
+        const auto period = std::chrono::duration_cast<duration>(cfg_.reconcile_interval);
+        for (const auto& [id, svc] : services_) {
+            if (!svc->agent.empty()) {
+                return true;  // agent-run checks: their status comes from the listing
+            }
+            for (const auto& [cid, h] : svc->ttl) {
+                const auto* cs = find(h);
+                if (cs != nullptr && (cs->fsm.refresh_after() <= duration::zero() ||
+                                      cs->fsm.refresh_after() > period)) {
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     void reconcile_failed(const error_code& ec, const diagnostics& diag) {
@@ -1095,7 +1168,8 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     }
 
     void reconcile(const std::map<std::string, consul::agent_service>& services,
-                   const std::map<std::string, consul::agent_check>& checks, time_point started) {
+                   const std::map<std::string, consul::agent_check>& checks, time_point started,
+                   bool checks_listed) {
         reconcile_in_flight_ = false;
         std::vector<std::pair<std::shared_ptr<service_state>, std::string>> repairs;
         for (auto& [id, svc] : services_) {
@@ -1114,7 +1188,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
             }
             std::string missing;
             for (const auto& cid : svc->order) {
-                if (!checks.contains(cid)) {
+                if (checks_listed && !checks.contains(cid)) {
                     missing = cid;
                     break;
                 }
@@ -1175,6 +1249,9 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::uint64_t next_subscription_ = 0;
     std::shared_ptr<const remote_health_source> remote_;
     std::uint64_t repairs_ = 0;
+    std::uint64_t updates_sent_ = 0;
+    std::size_t updates_in_flight_ = 0;
+    std::deque<queued_push> queued_pushes_;
 };
 
 // ------------------------------------------------------------------ public shell
@@ -1238,6 +1315,9 @@ std::size_t health_scheduler::service_count() const noexcept {
 }
 std::uint64_t health_scheduler::repairs() const noexcept {
     return impl_->repairs();
+}
+std::uint64_t health_scheduler::updates_sent() const noexcept {
+    return impl_->updates_sent();
 }
 
 void health_scheduler::start_stop(boost::asio::any_completion_handler<void(error_code)> handler) {

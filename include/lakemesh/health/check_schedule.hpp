@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -39,6 +40,14 @@ struct schedule_config {
     double first_spread = 1.0;
     /// Seed of the jitter PRNG, for reproducible tests. Empty: seeded from std::random_device.
     std::optional<std::uint64_t> seed{};
+    /// Slack of the owner's timer, as a fraction of the shortest interval in the schedule:
+    /// next_wake() is next_due() plus the slack, so that one wake-up pops every timer that
+    /// came due meanwhile, and no timer pops later than its due time plus the slack. Clamped
+    /// to [0, 0.1]. Zero: next_wake() is next_due().
+    double slack_fraction = 0.0;
+    /// Upper bound of the slack (so that long intervals do not delay probe deadlines and TTL
+    /// refreshes by seconds). Zero or negative: no slack.
+    duration slack_cap = duration::zero();
 };
 
 /// Names one check in a check_schedule. Issued by add(); stale once the check is removed (the
@@ -104,8 +113,14 @@ class check_schedule {
     /// O(1) when unchanged. False if the handle is stale.
     bool set_wake(check_handle check, time_point when);
 
-    /// The earliest armed timer; empty when nothing is armed. Arm the shell's timer at it.
+    /// The earliest armed timer; empty when nothing is armed.
     std::optional<time_point> next_due() const noexcept;
+    /// When the owner's timer should wake: next_due() plus slack(). Popping everything due at
+    /// that wake-up handles each timer at most slack() late, which is at most
+    /// slack_fraction * interval of its check and at most slack_cap.
+    std::optional<time_point> next_wake() const noexcept;
+    /// min(slack_cap, slack_fraction * shortest interval in the schedule); zero when empty.
+    duration slack() const noexcept;
     /// Pops the earliest timer if it is due at `now`. A probe timer is re-armed for the check's
     /// next interval before this returns; a wake timer is disarmed.
     std::optional<due_check> pop_next(time_point now);
@@ -158,12 +173,16 @@ class check_schedule {
     void sift_up(std::size_t position) noexcept;
     void sift_down(std::size_t position) noexcept;
     void restore(std::size_t position) noexcept;
+    void count_interval(duration interval);
+    void uncount_interval(duration interval) noexcept;
 
     schedule_config cfg_;
     resilience::random_source rng_;
     std::vector<heap_entry> heap_;
     std::vector<slot> slots_;
     std::vector<std::uint32_t> free_slots_;
+    /// Live checks per interval, for the shortest one (slack()).
+    std::map<duration, std::size_t> interval_counts_;
     std::size_t size_ = 0;
     std::uint64_t next_sequence_ = 0;
     std::uint64_t missed_firings_ = 0;

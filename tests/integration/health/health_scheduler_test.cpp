@@ -166,6 +166,37 @@ TEST_F(health_scheduler_test, registers_service_fields_and_feeds_ttl_check) {
     stop(hs);
 }
 
+// With one update in flight at a time, a burst of updates from many checks waits in the
+// scheduler and still reaches the agent, every status change included.
+TEST_F(health_scheduler_test, updates_beyond_the_in_flight_limit_wait_and_all_arrive) {
+    auto cfg = config();
+    cfg.max_updates_in_flight = 1;
+    health_scheduler hs(io, c, cfg);
+    const std::string id = svc + "-burst";
+    auto state = std::make_shared<status>(status::passing);
+    std::vector<health::service_check> checks;
+    constexpr int count = 40;
+    for (int i = 0; i < count; ++i) {
+        checks.emplace_back(sync_check(id + ":" + std::to_string(i), [state] {
+            return probe_result{*state, *state == status::passing ? "up" : "degraded"};
+        }));
+    }
+    ASSERT_FALSE(hs.register_service(definition(id, std::move(checks))));
+    auto all_are = [&](const char* st, const char* output) {
+        for (int i = 0; i < count; ++i) {
+            if (!check_is(id + ":" + std::to_string(i), st, output)) {
+                return false;
+            }
+        }
+        return true;
+    };
+    ASSERT_TRUE(run_until([&] { return all_are("passing", "up"); }));
+    *state = status::warning;
+    ASSERT_TRUE(run_until([&] { return all_are("warning", "degraded"); }));
+    EXPECT_GE(hs.updates_sent(), 2u * count);
+    stop(hs);
+}
+
 TEST_F(health_scheduler_test, register_is_idempotent_and_keeps_status) {
     health_scheduler hs(io, c, config());
     const std::string id = svc + "-idem";
@@ -492,6 +523,30 @@ TEST_F(health_scheduler_test, agent_restart_with_lost_state_is_repaired_within_t
     // The agent may show the repair before the scheduler has handled the answer.
     EXPECT_TRUE(run_until([&] { return hs.repairs() >= 1; }));
     EXPECT_EQ((*agent_service(id))["Tags"], json::array({"v1", "primary"}));
+    stop(hs);
+}
+
+// When every check is a TTL check refreshed more often than the reconciliation runs, the
+// reconciliation does not list the agent's checks: a TTL check removed behind the scheduler's
+// back refuses its next refresh, and that re-registers it.
+TEST_F(health_scheduler_test, ttl_check_removed_behind_its_back_is_restored_by_its_refresh) {
+    auto cfg = config();
+    cfg.reconcile_interval = 5s;  // refreshes (every 2 s) are more frequent: no check listing
+    health_scheduler hs(io, c, cfg);
+    const std::string id = svc + "-lostcheck";
+    ASSERT_FALSE(
+        hs.register_service(definition(id, {sync_check(
+                                               id + ":ttl",
+                                               [] {
+                                                   return probe_result{status::passing, "here"};
+                                               },
+                                               1s, 3s)})));
+    ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "here"); }));
+
+    ASSERT_EQ(agent.put("/v1/agent/check/deregister/" + id + ":ttl").status, 200);
+    ASSERT_FALSE(agent_check(id + ":ttl"));
+    ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "here"); }, 8s));
+    EXPECT_TRUE(run_until([&] { return hs.repairs() >= 1; }));
     stop(hs);
 }
 

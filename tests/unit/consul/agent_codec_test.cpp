@@ -168,6 +168,35 @@ TEST(encode_check_update, status_and_output) {
               validation_errc::invalid_argument);
 }
 
+// The update body is written by hand (it is sent for every TTL update): it must say exactly what
+// json::dump says for every output, and refuse what is not UTF-8.
+TEST(encode_check_update, escapes_the_output_as_json_does) {
+    const std::string outputs[] = {
+        "",
+        "ok",
+        "quote \" backslash \\ slash /",
+        std::string("controls \b\f\n\r\t \x01\x1f\x7f end"),
+        std::string("nul \0 inside", 13),
+        "utf-8: caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+    };
+    for (const auto& output : outputs) {
+        std::string body;
+        diagnostics diag;
+        ASSERT_FALSE(encode_check_update(check_status::passing, output, body, diag)) << output;
+        EXPECT_EQ(body, R"({"Status":"passing","Output":)" + json(output).dump() + "}");
+        const json j = json::parse(body);
+        EXPECT_EQ(j.at("Output"), output);
+        EXPECT_EQ(j.at("Status"), "passing");
+    }
+    for (const std::string bad : {"\xff", "\xc3", "\xed\xa0\x80", "\xc0\xaf"}) {
+        std::string body;
+        diagnostics diag;
+        EXPECT_EQ(encode_check_update(check_status::passing, bad, body, diag),
+                  validation_errc::invalid_argument);
+        EXPECT_NE(diag.client_message().find("UTF-8"), std::string::npos);
+    }
+}
+
 // ------------------------------------------------------------------ decoding
 
 constexpr const char* self_body = R"({

@@ -1,4 +1,5 @@
 #include <lakemesh/health/check_schedule.hpp>
+#include <lakemesh/resilience/random.hpp>
 
 #include <gtest/gtest.h>
 
@@ -255,6 +256,89 @@ TEST(CheckScheduleProperty, TenThousandChecksFireOncePerIntervalForAnHour) {
     EXPECT_EQ(schedule.missed_firings(), 0u);
     // Spread out: most 50 ms ticks have work, none has the whole population.
     EXPECT_GT(ticks_with_work, 60'000u);
+}
+
+TEST(CheckSchedule, WithoutSlackTheWakeIsTheNextDueTime) {
+    check_schedule schedule(exact());
+    EXPECT_FALSE(schedule.next_wake().has_value());
+    schedule.add_at(10s, start + 1s);
+    EXPECT_EQ(schedule.slack(), duration::zero());
+    EXPECT_EQ(schedule.next_wake(), start + 1s);
+}
+
+TEST(CheckSchedule, SlackIsAFractionOfTheShortestIntervalCappedAndClamped) {
+    schedule_config cfg = exact();
+    cfg.slack_fraction = 0.01;
+    cfg.slack_cap = 250ms;
+    check_schedule schedule(cfg);
+    EXPECT_EQ(schedule.slack(), duration::zero());
+    const auto slow = schedule.add_at(60s, start + 2s);
+    EXPECT_EQ(schedule.slack(), 250ms);  // 600 ms, capped
+    const auto fast = schedule.add_at(10s, start + 1s);
+    EXPECT_EQ(schedule.slack(), 100ms);
+    EXPECT_EQ(schedule.next_wake(), start + 1s + 100ms);
+    schedule.set_interval(slow, 2s);
+    EXPECT_EQ(schedule.slack(), 20ms);
+    schedule.remove(slow);
+    EXPECT_EQ(schedule.slack(), 100ms);
+    schedule.remove(fast);
+    EXPECT_EQ(schedule.slack(), duration::zero());
+
+    cfg.slack_fraction = 5.0;  // clamped to 0.1
+    cfg.slack_cap = 1h;
+    check_schedule wide(cfg);
+    wide.add_at(10s, start);
+    EXPECT_EQ(wide.slack(), 1s);
+    cfg.slack_cap = duration::zero();
+    check_schedule off(cfg);
+    off.add_at(10s, start);
+    EXPECT_EQ(off.slack(), duration::zero());
+}
+
+// The owner wakes at next_wake() and pops what is due: no timer, probe or wake, is handled more
+// than slack_fraction * its interval (capped) after its due time, and one wake-up handles many
+// firings instead of one each.
+TEST(CheckScheduleProperty, WakingWithSlackHandlesEveryTimerWithinTheBoundInFewerWakeUps) {
+    schedule_config cfg = jittered(0.1, 31);
+    cfg.slack_fraction = 0.01;
+    cfg.slack_cap = 250ms;
+    check_schedule schedule(cfg);
+    resilience::random_source rng(8);
+    std::vector<check_handle> handles;
+    for (int i = 0; i < 2000; ++i) {
+        const duration interval = i % 10 == 0 ? duration(60s) : duration(10s);
+        handles.push_back(schedule.add(interval, start));
+    }
+    const duration bound = 100ms;  // 1% of the shortest interval, under the cap
+    ASSERT_EQ(schedule.slack(), bound);
+    std::vector<due_check> batch;
+    std::size_t wakes = 0;
+    std::size_t handled = 0;
+    const time_point end = start + 10min;
+    time_point now = start;
+    while (now < end) {
+        now = schedule.next_wake().value();
+        ++wakes;
+        batch.clear();
+        schedule.pop_due(now, batch);
+        ASSERT_FALSE(batch.empty());
+        for (const due_check& fired : batch) {
+            ASSERT_LE(fired.due, now);
+            ASSERT_LE(now - fired.due, bound);
+            ASSERT_LE(now - fired.due, schedule.interval(fired.check) / 100);
+            ++handled;
+            if (fired.kind == due_kind::probe && rng.below(4) == 0) {
+                // A refresh or deadline a little later, as the state machine asks.
+                schedule.set_wake(
+                    fired.check,
+                    now + duration(static_cast<duration::rep>(rng.below(5'000'000'000ULL))));
+            }
+        }
+    }
+    EXPECT_EQ(schedule.missed_firings(), 0u);
+    // ~1,900 firings/s of simulated time against at most 10 wake-ups a second.
+    EXPECT_GT(handled, 10 * wakes);
+    EXPECT_LE(wakes, 10u * 600u + 1u);
 }
 
 TEST(CheckSchedule, RemovingACheckThatIsAlsoDueDuringPopKeepsItFromFiring) {
