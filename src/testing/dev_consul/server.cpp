@@ -195,8 +195,39 @@ class connection final : public closable, public std::enable_shared_from_this<co
         co_return w.notified;
     }
 
+    /// What identifies a shared answer: the route, the path below it and the query, less the
+    /// blocking parameters (they choose when to answer, not what). Each part is prefixed by its
+    /// length: decoded parameters may hold any byte, so no separator is safe.
+    static std::string shared_answer_key(const route& rt, const request& rq,
+                                         const std::string& rest) {
+        std::string key;
+        const auto add = [&key](std::string_view part) {
+            key += std::to_string(part.size());
+            key += ':';
+            key += part;
+        };
+        add(rt.path);
+        add(rest);
+        for (const auto& [k, v] : rq.query) {
+            if (k != "index" && k != "wait") {
+                add(k);
+                add(v);
+            }
+        }
+        return key;
+    }
+
     response run_route(const route& rt, const request& rq, std::string rest) {
         auto& core = agent_->core;
+        std::string key;
+        if (rt.shared_answer) {
+            key = shared_answer_key(rt, rq, rest);
+            if (const response* kept = core.shared_answer(key)) {
+                return *kept;
+            }
+        }
+        const std::uint64_t index_before = core.state().index;
+        bool threw = false;
         route_context ctx{core.state(),
                           agent_->info,
                           core.members(),
@@ -209,12 +240,16 @@ class connection final : public closable, public std::enable_shared_from_this<co
             r = rt.fn(ctx);
         } catch (const std::exception& e) {
             r = error_response(500, std::string("internal error: ") + e.what());
+            threw = true;
         }
         if (rt.blocking_tables != 0 && !r.index) {
             r.index = core.state().table_index(rt.blocking_tables);
         }
         if (r.index && *r.index == 0) {
             r.index = 1;
+        }
+        if (rt.shared_answer && !threw && core.state().index == index_before) {
+            core.keep_shared_answer(std::move(key), r);
         }
         core.after_write();
         return r;
