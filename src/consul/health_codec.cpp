@@ -5,6 +5,7 @@
 #include "client_impl.hpp"
 
 #include <charconv>
+#include <cstring>
 #include <limits>
 #include <string_view>
 
@@ -48,6 +49,13 @@ error_code decode_checks_array(const json& j, std::vector<health_check>& out, di
         out.push_back(std::move(c));
     }
     return {};
+}
+
+/// `s == lit` with the length known at compile time, so the comparison is inlined (the field
+/// names are compared once per member of every answer).
+template <std::size_t N>
+bool is(std::string_view s, const char (&lit)[N]) {
+    return s.size() == N - 1 && std::memcmp(s.data(), lit, N - 1) == 0;
 }
 
 /// Reads the common shape of a health/service answer without building a JSON tree: strings of
@@ -132,15 +140,15 @@ class entries_fast_reader {
         bool have_node = false;
         bool have_service = false;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (name == "Node") {
+            if (is(name, "Node")) {
                 have_node = !null;
                 return first_time(seen, 1) && (null || read_node(e.node));
             }
-            if (name == "Service") {
+            if (is(name, "Service")) {
                 have_service = !null;
                 return first_time(seen, 2) && (null || read_service(e.service));
             }
-            if (name == "Checks") {
+            if (is(name, "Checks")) {
                 e.checks.clear();
                 return first_time(seen, 4) && (null || read_checks(e.checks));
             }
@@ -152,28 +160,28 @@ class entries_fast_reader {
     bool read_node(node_info& n) {
         unsigned seen = 0;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (name == "ID") {
+            if (is(name, "ID")) {
                 return first_time(seen, 1) && optional_string(null, n.id);
             }
-            if (name == "Node") {
+            if (is(name, "Node")) {
                 return first_time(seen, 2) && !null && read_string_into(n.node);
             }
-            if (name == "Address") {
+            if (is(name, "Address")) {
                 return first_time(seen, 4) && !null && read_string_into(n.address);
             }
-            if (name == "Datacenter") {
+            if (is(name, "Datacenter")) {
                 return first_time(seen, 8) && optional_string(null, n.datacenter);
             }
-            if (name == "TaggedAddresses") {
+            if (is(name, "TaggedAddresses")) {
                 return first_time(seen, 16) && string_map(null, n.tagged_addresses);
             }
-            if (name == "Meta") {
+            if (is(name, "Meta")) {
                 return first_time(seen, 32) && string_map(null, n.meta);
             }
-            if (name == "CreateIndex") {
+            if (is(name, "CreateIndex")) {
                 return first_time(seen, 64) && optional_u64(null, n.create_index);
             }
-            if (name == "ModifyIndex") {
+            if (is(name, "ModifyIndex")) {
                 return first_time(seen, 128) && optional_u64(null, n.modify_index);
             }
             return null || skip_value(0);
@@ -184,43 +192,43 @@ class entries_fast_reader {
     bool read_service(agent_service& s) {
         unsigned seen = 0;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (name == "ID") {
+            if (is(name, "ID")) {
                 return first_time(seen, 1) && !null && read_string_into(s.id);
             }
-            if (name == "Service") {
+            if (is(name, "Service")) {
                 return first_time(seen, 2) && !null && read_string_into(s.service);
             }
-            if (name == "Tags") {
+            if (is(name, "Tags")) {
                 return first_time(seen, 4) && string_list(null, s.tags);
             }
-            if (name == "Meta") {
+            if (is(name, "Meta")) {
                 return first_time(seen, 8) && string_map(null, s.meta);
             }
-            if (name == "Port") {
+            if (is(name, "Port")) {
                 return first_time(seen, 16) && optional_int(null, s.port);
             }
-            if (name == "Address") {
+            if (is(name, "Address")) {
                 return first_time(seen, 32) && optional_string(null, s.address);
             }
-            if (name == "EnableTagOverride") {
+            if (is(name, "EnableTagOverride")) {
                 return first_time(seen, 64) && optional_bool(null, s.enable_tag_override);
             }
-            if (name == "Kind") {
+            if (is(name, "Kind")) {
                 return first_time(seen, 128) && optional_string(null, s.kind);
             }
-            if (name == "Datacenter") {
+            if (is(name, "Datacenter")) {
                 return first_time(seen, 256) && optional_string(null, s.datacenter);
             }
-            if (name == "Namespace") {
+            if (is(name, "Namespace")) {
                 return first_time(seen, 512) && optional_string(null, s.namespace_name);
             }
-            if (name == "CreateIndex") {
+            if (is(name, "CreateIndex")) {
                 return first_time(seen, 1024) && optional_u64(null, s.create_index);
             }
-            if (name == "ModifyIndex") {
+            if (is(name, "ModifyIndex")) {
                 return first_time(seen, 2048) && optional_u64(null, s.modify_index);
             }
-            if (name == "Weights") {
+            if (is(name, "Weights")) {
                 return first_time(seen, 4096) && (null || read_weights(s.weights));
             }
             return null || skip_value(0);
@@ -234,10 +242,10 @@ class entries_fast_reader {
         w.warning = 0;
         unsigned seen = 0;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (name == "Passing") {
+            if (is(name, "Passing")) {
                 return first_time(seen, 1) && optional_int(null, w.passing);
             }
-            if (name == "Warning") {
+            if (is(name, "Warning")) {
                 return first_time(seen, 2) && optional_int(null, w.warning);
             }
             return null || skip_value(0);
@@ -267,16 +275,16 @@ class entries_fast_reader {
         unsigned seen = 0;
         bool have_status = false;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (name == "Node") {
+            if (is(name, "Node")) {
                 return first_time(seen, 1) && optional_string(null, c.node);
             }
-            if (name == "CheckID") {
+            if (is(name, "CheckID")) {
                 return first_time(seen, 2) && !null && read_string_into(c.check_id);
             }
-            if (name == "Name") {
+            if (is(name, "Name")) {
                 return first_time(seen, 4) && optional_string(null, c.name);
             }
-            if (name == "Status") {
+            if (is(name, "Status")) {
                 std::string_view v;
                 if (!first_time(seen, 8) || null || !read_string(v)) {
                     return false;
@@ -286,28 +294,28 @@ class entries_fast_reader {
                 c.status = st.value_or(check_status::critical);
                 return have_status;
             }
-            if (name == "Notes") {
+            if (is(name, "Notes")) {
                 return first_time(seen, 16) && optional_string(null, c.notes);
             }
-            if (name == "Output") {
+            if (is(name, "Output")) {
                 return first_time(seen, 32) && optional_string(null, c.output);
             }
-            if (name == "ServiceID") {
+            if (is(name, "ServiceID")) {
                 return first_time(seen, 64) && optional_string(null, c.service_id);
             }
-            if (name == "ServiceName") {
+            if (is(name, "ServiceName")) {
                 return first_time(seen, 128) && optional_string(null, c.service_name);
             }
-            if (name == "ServiceTags") {
+            if (is(name, "ServiceTags")) {
                 return first_time(seen, 256) && string_list(null, c.service_tags);
             }
-            if (name == "Type") {
+            if (is(name, "Type")) {
                 return first_time(seen, 512) && optional_string(null, c.type);
             }
-            if (name == "CreateIndex") {
+            if (is(name, "CreateIndex")) {
                 return first_time(seen, 1024) && optional_u64(null, c.create_index);
             }
-            if (name == "ModifyIndex") {
+            if (is(name, "ModifyIndex")) {
                 return first_time(seen, 2048) && optional_u64(null, c.modify_index);
             }
             return null || skip_value(0);
