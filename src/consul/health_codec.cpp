@@ -4,6 +4,7 @@
 #include "agent_codec.hpp"
 #include "client_impl.hpp"
 
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -57,6 +58,16 @@ template <std::size_t N>
 bool is(std::string_view s, const char (&lit)[N]) {
     return s.size() == N - 1 && std::memcmp(s.data(), lit, N - 1) == 0;
 }
+
+/// Bytes a string holds as they are: printable ASCII but the quote and the backslash. One table
+/// look-up per byte of the answer's strings instead of four comparisons.
+constexpr std::array<bool, 256> plain_char = [] {
+    std::array<bool, 256> t{};
+    for (unsigned c = 0x20; c <= 0x7e; ++c) {
+        t[c] = c != '"' && c != '\\';
+    }
+    return t;
+}();
 
 /// Reads the common shape of a health/service answer without building a JSON tree: strings of
 /// printable ASCII (the escapes \" \\ \/ \b \f \n \r \t allowed), unsigned integers, booleans,
@@ -453,15 +464,11 @@ class entries_fast_reader {
             return false;
         }
         const char* start = p_;
-        while (p_ != end_ && *p_ != '"' && *p_ != '\\') {
-            auto u = static_cast<unsigned char>(*p_);
-            if (u < 0x20 || u > 0x7e) {
-                return false;
-            }
+        while (p_ != end_ && plain_char[static_cast<unsigned char>(*p_)]) {
             ++p_;
         }
-        if (p_ == end_) {
-            return false;
+        if (p_ == end_ || (*p_ != '"' && *p_ != '\\')) {
+            return false;  // a control character or a byte outside ASCII
         }
         if (*p_ == '"') {
             out = std::string_view(start, static_cast<std::size_t>(p_ - start));
