@@ -41,6 +41,14 @@ double ms(steady::duration d) {
     return std::chrono::duration<double, std::milli>(d).count();
 }
 
+/// The 1-minute load average: on a shared machine, how much the run competed for the cores.
+double load_average() {
+    std::ifstream f("/proc/loadavg");
+    double one = -1;
+    f >> one;
+    return one;
+}
+
 double pct(std::vector<double> v, double p) {
     if (v.empty()) {
         return 0;
@@ -68,6 +76,7 @@ struct propagation {
     asio::steady_timer all_seen{io};
     std::vector<double> times, puts;
     int failures = 0;
+    double load_before = -1, load_after = -1;
 
     consul::client_config config() const {
         consul::client_config c;
@@ -121,6 +130,7 @@ struct propagation {
                 puts.push_back(ms(steady::now() - t0));
             }
         }
+        load_before = load_average();
         for (round = 0; round < rounds; ++round) {
             const int k = round / 2;
             want_id = "web-" + std::to_string(k);
@@ -155,6 +165,7 @@ struct propagation {
             }
             times.push_back(ms(last_seen - t0));
         }
+        load_after = load_average();
         for (auto& c : cache) {
             c->stop();
         }
@@ -167,9 +178,10 @@ struct propagation {
         std::printf(
             "propagation: caches=%d rounds=%zu failures=%d last-cache-saw-it p50=%.2f ms "
             "p99=%.2f ms max=%.2f ms | baseline KV PUT round trip p50=%.3f ms p99=%.3f ms "
-            "| ratio p50 %.1fx\n",
+            "| ratio p50 %.1fx | load average %.2f -> %.2f\n",
             caches, times.size(), failures, pct(times, 0.5), pct(times, 0.99), pct(times, 1.0),
-            pct(puts, 0.5), pct(puts, 0.99), pct(times, 0.5) / std::max(pct(puts, 0.5), 1e-9));
+            pct(puts, 0.5), pct(puts, 0.99), pct(times, 0.5) / std::max(pct(puts, 0.5), 1e-9),
+            load_before, load_after);
         return failures == 0 ? 0 : 1;
     }
 };

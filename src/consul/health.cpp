@@ -36,9 +36,9 @@ void run_health_service(std::shared_ptr<client_impl> impl, std::string service,
             for (const auto& t : o.tags) {
                 params.emplace_back("tag", t);
             }
-            return json_read<entries_t>(
-                impl, "health/service/" + service, std::move(params), q,
-                decode_service_entries_json, [service, tags = o.tags](diagnostics& diag) {
+            return text_read<entries_t>(
+                impl, "health/service/" + service, std::move(params), q, decode_service_entries,
+                [service, tags = o.tags](diagnostics& diag) {
                     if (auto ec = validate_text("service name", service, diag, false)) {
                         return ec;
                     }

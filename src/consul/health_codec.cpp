@@ -4,6 +4,12 @@
 #include "agent_codec.hpp"
 #include "client_impl.hpp"
 
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <string_view>
+
 namespace lakemesh::consul::detail {
 
 namespace {
@@ -45,6 +51,510 @@ error_code decode_checks_array(const json& j, std::vector<health_check>& out, di
     }
     return {};
 }
+
+/// `s == lit` with the length known at compile time, so the comparison is inlined (the field
+/// names are compared once per member of every answer).
+template <std::size_t N>
+bool is(std::string_view s, const char (&lit)[N]) {
+    return s.size() == N - 1 && std::memcmp(s.data(), lit, N - 1) == 0;
+}
+
+/// Bytes a string holds as they are: printable ASCII but the quote and the backslash. One table
+/// look-up per byte of the answer's strings instead of four comparisons.
+constexpr std::array<bool, 256> plain_char = [] {
+    std::array<bool, 256> t{};
+    for (unsigned c = 0x20; c <= 0x7e; ++c) {
+        t[c] = c != '"' && c != '\\';
+    }
+    return t;
+}();
+
+/// Reads the common shape of a health/service answer without building a JSON tree: strings of
+/// printable ASCII (the escapes \" \\ \/ \b \f \n \r \t allowed), unsigned integers, booleans,
+/// null, and fields the client does not use holding any nesting of those. Anything else (\u
+/// escapes, other bytes, signed or fractional numbers, a known field twice, a missing or
+/// mistyped field, an unknown check status, malformed JSON) makes it give up and return false;
+/// the caller then decodes with the full JSON parser, which explains every error. So it only
+/// ever returns true with the result the full decoder gives.
+class entries_fast_reader {
+  public:
+    explicit entries_fast_reader(std::string_view text) : p_(text.data()), end_(p_ + text.size()) {}
+
+    bool read(std::vector<service_entry>& out) {
+        skip_ws();
+        if (!eat('[')) {
+            return false;
+        }
+        skip_ws();
+        if (!eat(']')) {
+            do {
+                skip_ws();
+                if (!read_entry(out.emplace_back())) {
+                    return false;
+                }
+                skip_ws();
+            } while (eat(','));
+            if (!eat(']')) {
+                return false;
+            }
+        }
+        skip_ws();
+        return p_ == end_;
+    }
+
+  private:
+    /// Calls field(name, is_null) for each member of an object; field reads the value unless
+    /// it is null (already consumed). Fails on a known field seen twice (`seen` bit per field).
+    template <class Field>
+    bool read_object(Field&& field) {
+        if (!eat('{')) {
+            return false;
+        }
+        skip_ws();
+        if (eat('}')) {
+            return true;
+        }
+        do {
+            skip_ws();
+            std::string_view key;
+            if (!read_string(key)) {
+                return false;
+            }
+            if (key.data() == scratch_.data()) {
+                name_.assign(key);  // reading the value may reuse scratch_
+                key = name_;
+            }
+            skip_ws();
+            if (!eat(':')) {
+                return false;
+            }
+            skip_ws();
+            const bool null = eat_word("null");
+            if (!field(key, null)) {
+                return false;
+            }
+            skip_ws();
+        } while (eat(','));
+        return eat('}');
+    }
+
+    static bool first_time(unsigned& seen, unsigned bit) {
+        if ((seen & bit) != 0) {
+            return false;
+        }
+        seen |= bit;
+        return true;
+    }
+
+    bool read_entry(service_entry& e) {
+        unsigned seen = 0;
+        bool have_node = false;
+        bool have_service = false;
+        const bool ok = read_object([&](std::string_view name, bool null) {
+            if (is(name, "Node")) {
+                have_node = !null;
+                return first_time(seen, 1) && (null || read_node(e.node));
+            }
+            if (is(name, "Service")) {
+                have_service = !null;
+                return first_time(seen, 2) && (null || read_service(e.service));
+            }
+            if (is(name, "Checks")) {
+                e.checks.clear();
+                return first_time(seen, 4) && (null || read_checks(e.checks));
+            }
+            return null || skip_value(0);
+        });
+        return ok && have_node && have_service;
+    }
+
+    bool read_node(node_info& n) {
+        unsigned seen = 0;
+        const bool ok = read_object([&](std::string_view name, bool null) {
+            if (is(name, "ID")) {
+                return first_time(seen, 1) && optional_string(null, n.id);
+            }
+            if (is(name, "Node")) {
+                return first_time(seen, 2) && !null && read_string_into(n.node);
+            }
+            if (is(name, "Address")) {
+                return first_time(seen, 4) && !null && read_string_into(n.address);
+            }
+            if (is(name, "Datacenter")) {
+                return first_time(seen, 8) && optional_string(null, n.datacenter);
+            }
+            if (is(name, "TaggedAddresses")) {
+                return first_time(seen, 16) && string_map(null, n.tagged_addresses);
+            }
+            if (is(name, "Meta")) {
+                return first_time(seen, 32) && string_map(null, n.meta);
+            }
+            if (is(name, "CreateIndex")) {
+                return first_time(seen, 64) && optional_u64(null, n.create_index);
+            }
+            if (is(name, "ModifyIndex")) {
+                return first_time(seen, 128) && optional_u64(null, n.modify_index);
+            }
+            return null || skip_value(0);
+        });
+        return ok && (seen & (2 | 4)) == (2 | 4);
+    }
+
+    bool read_service(agent_service& s) {
+        unsigned seen = 0;
+        const bool ok = read_object([&](std::string_view name, bool null) {
+            if (is(name, "ID")) {
+                return first_time(seen, 1) && !null && read_string_into(s.id);
+            }
+            if (is(name, "Service")) {
+                return first_time(seen, 2) && !null && read_string_into(s.service);
+            }
+            if (is(name, "Tags")) {
+                return first_time(seen, 4) && string_list(null, s.tags);
+            }
+            if (is(name, "Meta")) {
+                return first_time(seen, 8) && string_map(null, s.meta);
+            }
+            if (is(name, "Port")) {
+                return first_time(seen, 16) && optional_int(null, s.port);
+            }
+            if (is(name, "Address")) {
+                return first_time(seen, 32) && optional_string(null, s.address);
+            }
+            if (is(name, "EnableTagOverride")) {
+                return first_time(seen, 64) && optional_bool(null, s.enable_tag_override);
+            }
+            if (is(name, "Kind")) {
+                return first_time(seen, 128) && optional_string(null, s.kind);
+            }
+            if (is(name, "Datacenter")) {
+                return first_time(seen, 256) && optional_string(null, s.datacenter);
+            }
+            if (is(name, "Namespace")) {
+                return first_time(seen, 512) && optional_string(null, s.namespace_name);
+            }
+            if (is(name, "CreateIndex")) {
+                return first_time(seen, 1024) && optional_u64(null, s.create_index);
+            }
+            if (is(name, "ModifyIndex")) {
+                return first_time(seen, 2048) && optional_u64(null, s.modify_index);
+            }
+            if (is(name, "Weights")) {
+                return first_time(seen, 4096) && (null || read_weights(s.weights));
+            }
+            return null || skip_value(0);
+        });
+        return ok && (seen & (1 | 2)) == (1 | 2);
+    }
+
+    bool read_weights(service_weights& w) {
+        // In a Weights object the full decoder reads an absent or null member as 0.
+        w.passing = 0;
+        w.warning = 0;
+        unsigned seen = 0;
+        const bool ok = read_object([&](std::string_view name, bool null) {
+            if (is(name, "Passing")) {
+                return first_time(seen, 1) && optional_int(null, w.passing);
+            }
+            if (is(name, "Warning")) {
+                return first_time(seen, 2) && optional_int(null, w.warning);
+            }
+            return null || skip_value(0);
+        });
+        return ok;
+    }
+
+    bool read_checks(std::vector<health_check>& out) {
+        if (!eat('[')) {
+            return false;
+        }
+        skip_ws();
+        if (eat(']')) {
+            return true;
+        }
+        do {
+            skip_ws();
+            if (!read_check(out.emplace_back())) {
+                return false;
+            }
+            skip_ws();
+        } while (eat(','));
+        return eat(']');
+    }
+
+    bool read_check(health_check& c) {
+        unsigned seen = 0;
+        bool have_status = false;
+        const bool ok = read_object([&](std::string_view name, bool null) {
+            if (is(name, "Node")) {
+                return first_time(seen, 1) && optional_string(null, c.node);
+            }
+            if (is(name, "CheckID")) {
+                return first_time(seen, 2) && !null && read_string_into(c.check_id);
+            }
+            if (is(name, "Name")) {
+                return first_time(seen, 4) && optional_string(null, c.name);
+            }
+            if (is(name, "Status")) {
+                std::string_view v;
+                if (!first_time(seen, 8) || null || !read_string(v)) {
+                    return false;
+                }
+                auto st = check_status_from_string(v);
+                have_status = st.has_value();
+                c.status = st.value_or(check_status::critical);
+                return have_status;
+            }
+            if (is(name, "Notes")) {
+                return first_time(seen, 16) && optional_string(null, c.notes);
+            }
+            if (is(name, "Output")) {
+                return first_time(seen, 32) && optional_string(null, c.output);
+            }
+            if (is(name, "ServiceID")) {
+                return first_time(seen, 64) && optional_string(null, c.service_id);
+            }
+            if (is(name, "ServiceName")) {
+                return first_time(seen, 128) && optional_string(null, c.service_name);
+            }
+            if (is(name, "ServiceTags")) {
+                return first_time(seen, 256) && string_list(null, c.service_tags);
+            }
+            if (is(name, "Type")) {
+                return first_time(seen, 512) && optional_string(null, c.type);
+            }
+            if (is(name, "CreateIndex")) {
+                return first_time(seen, 1024) && optional_u64(null, c.create_index);
+            }
+            if (is(name, "ModifyIndex")) {
+                return first_time(seen, 2048) && optional_u64(null, c.modify_index);
+            }
+            return null || skip_value(0);
+        });
+        return ok && (seen & 2) != 0 && have_status;
+    }
+
+    // ---- Typed values (the output starts default-constructed, so null leaves it as is).
+    bool optional_string(bool null, std::string& out) { return null || read_string_into(out); }
+    bool optional_u64(bool null, std::uint64_t& out) { return null || read_u64(out); }
+    bool optional_int(bool null, int& out) {
+        std::uint64_t v = 0;
+        if (null) {
+            out = 0;
+            return true;
+        }
+        if (!read_u64(v) || v > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
+            return false;
+        }
+        out = static_cast<int>(v);
+        return true;
+    }
+    bool optional_bool(bool null, bool& out) {
+        if (null) {
+            out = false;
+            return true;
+        }
+        if (eat_word("true")) {
+            out = true;
+            return true;
+        }
+        out = false;
+        return eat_word("false");
+    }
+    bool string_list(bool null, std::vector<std::string>& out) {
+        out.clear();
+        if (null) {
+            return true;
+        }
+        if (!eat('[')) {
+            return false;
+        }
+        skip_ws();
+        if (eat(']')) {
+            return true;
+        }
+        do {
+            skip_ws();
+            if (!read_string_into(out.emplace_back())) {
+                return false;
+            }
+            skip_ws();
+        } while (eat(','));
+        return eat(']');
+    }
+    bool string_map(bool null, std::map<std::string, std::string>& out) {
+        out.clear();
+        if (null) {
+            return true;
+        }
+        return read_object([&](std::string_view name, bool is_null) {
+            std::string_view value;
+            // A null value is not a string: the full decoder refuses it.
+            if (is_null || !read_string(value)) {
+                return false;
+            }
+            // Go writes map keys sorted: appending at the end is the common case.
+            if (out.empty() || out.rbegin()->first < name) {
+                out.emplace_hint(out.end(), name, value);
+            } else {
+                // A repeated key keeps its last value, as in the JSON tree.
+                out.insert_or_assign(std::string(name), std::string(value));
+            }
+            return true;
+        });
+    }
+
+    /// Any value of the kinds above, nested at most 32 deep.
+    bool skip_value(int depth) {
+        if (depth > 32 || p_ == end_) {
+            return false;
+        }
+        if (*p_ == '"') {
+            std::string_view ignored;
+            return read_string(ignored);
+        }
+        if (*p_ == '{') {
+            return read_object(
+                [&](std::string_view, bool null) { return null || skip_value(depth + 1); });
+        }
+        if (*p_ == '[') {
+            ++p_;
+            skip_ws();
+            if (eat(']')) {
+                return true;
+            }
+            do {
+                skip_ws();
+                if (!(eat_word("null") || skip_value(depth + 1))) {
+                    return false;
+                }
+                skip_ws();
+            } while (eat(','));
+            return eat(']');
+        }
+        std::uint64_t n = 0;
+        return eat_word("true") || eat_word("false") || eat_word("null") || read_u64(n);
+    }
+
+    // ---- Lexing.
+    void skip_ws() {
+        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) {
+            ++p_;
+        }
+    }
+    bool eat(char c) {
+        if (p_ != end_ && *p_ == c) {
+            ++p_;
+            return true;
+        }
+        return false;
+    }
+    bool eat_word(std::string_view w) {
+        if (static_cast<std::size_t>(end_ - p_) >= w.size() &&
+            std::string_view(p_, w.size()) == w) {
+            p_ += w.size();
+            return true;
+        }
+        return false;
+    }
+    /// A string of printable ASCII. Without escapes `out` views the body; with simple escapes
+    /// it views `scratch_`, valid until the next string is read.
+    bool read_string(std::string_view& out) {
+        if (!eat('"')) {
+            return false;
+        }
+        const char* start = p_;
+        while (p_ != end_ && plain_char[static_cast<unsigned char>(*p_)]) {
+            ++p_;
+        }
+        if (p_ == end_ || (*p_ != '"' && *p_ != '\\')) {
+            return false;  // a control character or a byte outside ASCII
+        }
+        if (*p_ == '"') {
+            out = std::string_view(start, static_cast<std::size_t>(p_ - start));
+            ++p_;
+            return true;
+        }
+        scratch_.assign(start, p_);
+        while (p_ != end_ && *p_ != '"') {
+            auto u = static_cast<unsigned char>(*p_);
+            if (u < 0x20 || u > 0x7e) {
+                return false;
+            }
+            if (u == '\\') {
+                if (++p_ == end_) {
+                    return false;
+                }
+                switch (*p_) {
+                    case '"':
+                        scratch_ += '"';
+                        break;
+                    case '\\':
+                        scratch_ += '\\';
+                        break;
+                    case '/':
+                        scratch_ += '/';
+                        break;
+                    case 'b':
+                        scratch_ += '\b';
+                        break;
+                    case 'f':
+                        scratch_ += '\f';
+                        break;
+                    case 'n':
+                        scratch_ += '\n';
+                        break;
+                    case 'r':
+                        scratch_ += '\r';
+                        break;
+                    case 't':
+                        scratch_ += '\t';
+                        break;
+                    default:
+                        return false;  // \u and invalid escapes: the full parser decides
+                }
+            } else {
+                scratch_ += *p_;
+            }
+            ++p_;
+        }
+        if (p_ == end_) {
+            return false;
+        }
+        ++p_;
+        out = scratch_;
+        return true;
+    }
+    bool read_string_into(std::string& out) {
+        std::string_view v;
+        if (!read_string(v)) {
+            return false;
+        }
+        out.assign(v);
+        return true;
+    }
+    /// An unsigned integer without sign, fraction, exponent or leading zeros, within 64 bits.
+    bool read_u64(std::uint64_t& out) {
+        const char* start = p_;
+        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+            ++p_;
+        }
+        const auto n = static_cast<std::size_t>(p_ - start);
+        if (n == 0 || (n > 1 && *start == '0')) {
+            return false;
+        }
+        if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) {
+            return false;
+        }
+        auto [q, ec] = std::from_chars(start, p_, out);
+        return ec == std::errc{} && q == p_;
+    }
+
+    const char* p_;
+    const char* end_;
+    std::string name_;     // a member name that had escapes (its text in scratch_ is reused)
+    std::string scratch_;  // unescaped string contents
+};
 
 const json& member(const json& obj, const char* field) {
     static const json null_value;
@@ -90,6 +600,22 @@ error_code decode_service_entries_json(const json& j, std::vector<service_entry>
 
 error_code decode_service_entries(const std::string& body, std::vector<service_entry>& out,
                                   diagnostics& diag) {
+    // Every watch of a service decodes this answer after each change; the tree-free reader
+    // makes the common shape several times cheaper and leaves the rest to the full decoder.
+    if (read_service_entries_fast(body, out)) {
+        return {};
+    }
+    out.clear();
+    return decode_service_entries_tree(body, out, diag);
+}
+
+bool read_service_entries_fast(std::string_view body, std::vector<service_entry>& out) {
+    out.clear();
+    return entries_fast_reader(body).read(out);
+}
+
+error_code decode_service_entries_tree(const std::string& body, std::vector<service_entry>& out,
+                                       diagnostics& diag) {
     json j;
     if (auto ec = parse_json(body, j, diag)) {
         out.clear();

@@ -45,6 +45,27 @@ boost::asio::awaitable<std::pair<error_code, result<T>>> json_read(
     co_return std::pair{ec, std::move(r)};
 }
 
+/// As json_read, for decoders that read the body text themselves (`decode(const std::string&,
+/// T&, diagnostics&)`, e.g. one with a tree-free fast path): same validation, meta and errors.
+template <class T, class Decode, class Validate = no_validation>
+boost::asio::awaitable<std::pair<error_code, result<T>>> text_read(
+    std::shared_ptr<client_impl> impl, std::string path, params_t params, query_options q,
+    Decode decode, Validate validate = {}) {
+    result<T> r;
+    error_code ec;
+    if ((ec = validate(r.diag)) || (ec = validate_query(q, r.diag))) {
+        co_return std::pair{ec, std::move(r)};
+    }
+    http_call call = read_call(*impl, path, std::move(params), q);
+    auto [xec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+    r.meta = a.meta;
+    if (!(ec = xec) && !(ec = client_impl::check_status(a, r.diag)) &&
+        (ec = decode(a.body, r.value, r.diag))) {
+        r.value = T{};
+    }
+    co_return std::pair{ec, std::move(r)};
+}
+
 /// PUT /v1/<path>; the answer's body is ignored. Agent writes are idempotent: repeating one
 /// leaves the agent in the same state.
 inline boost::asio::awaitable<error_code> empty_write(client_impl& impl, std::string path,

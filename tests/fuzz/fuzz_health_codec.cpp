@@ -2,6 +2,7 @@
 // health/state and health/node): both decoders run on the same body. Errors are decode_errc with
 // a message and leave the output empty; whatever decodes keeps one value per array element, its
 // numbers are the body's, and it survives being written back as Consul's JSON and decoded again.
+// The tree-free reader of service entries gives the tree decoder's result whenever it answers.
 // fuzz-dict: consul_json agent
 #include "consul/health_codec.hpp"
 #include "consul_shapes.hpp"
@@ -34,6 +35,16 @@ void fuzz_service_entries(const std::string& body) {
     const auto ec = fuzz::without_throwing(
         [&] { return consul::detail::decode_service_entries(body, entries, diag); });
     fuzz::check_decode_error(ec, diag);
+    // The tree-free reader decides nothing: whatever it takes, the tree decoder reads the same.
+    std::vector<consul::service_entry> fast;
+    std::vector<consul::service_entry> tree;
+    diagnostics diag_tree;
+    const auto ec_tree = consul::detail::decode_service_entries_tree(body, tree, diag_tree);
+    LAKEMESH_FUZZ_CHECK(ec_tree == ec && diag_tree.client_message() == diag.client_message());
+    LAKEMESH_FUZZ_CHECK(tree == entries);
+    if (consul::detail::read_service_entries_fast(body, fast)) {
+        LAKEMESH_FUZZ_CHECK(!ec && fast == entries);
+    }
     if (ec) {
         LAKEMESH_FUZZ_CHECK(entries.empty());
         return;

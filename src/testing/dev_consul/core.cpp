@@ -206,8 +206,30 @@ void dev_cluster_core::tick() {
     after_write();
 }
 
+const response* dev_cluster_core::shared_answer(const std::string& key) const {
+    if (answers_index_ != store_.index) {
+        return nullptr;
+    }
+    auto it = answers_.find(key);
+    return it == answers_.end() ? nullptr : &it->second;
+}
+
+void dev_cluster_core::keep_shared_answer(std::string key, const response& r) {
+    if (answers_index_ != store_.index) {
+        answers_.clear();
+        answers_index_ = store_.index;
+    }
+    // Bounded: between two writes only so many distinct queries are asked.
+    if (answers_.size() < 1024) {
+        answers_.insert_or_assign(std::move(key), r);
+    }
+}
+
 void dev_cluster_core::wipe_state() {
     store_.wipe();
+    // The raft index starts over: answers kept at an index are no longer that index's answers.
+    answers_.clear();
+    answers_index_ = 0;
     for (auto& w : agents_) {
         if (auto a = w.lock(); a && a->info.running) {
             register_agent_node(*a);

@@ -102,6 +102,13 @@ class dev_cluster_core : public std::enable_shared_from_this<dev_cluster_core> {
     void tick();
     void wipe_state();
 
+    /// The answer kept for `key` (route, path and query without index/wait) at the store's
+    /// current raft index, or null.
+    const response* shared_answer(const std::string& key) const;
+    /// Keeps `r` as the answer for `key` at the store's current raft index; answers kept at an
+    /// older index are dropped.
+    void keep_shared_answer(std::string key, const response& r);
+
     void park(parked_waiter* w) { waiters_.push_back(w); }
     void unpark(parked_waiter* w) { waiters_.remove(w); }
     std::size_t parked_blocking_queries() const;
@@ -120,6 +127,8 @@ class dev_cluster_core : public std::enable_shared_from_this<dev_cluster_core> {
     std::vector<std::weak_ptr<dev_agent>> agents_;
     std::vector<agent_info> members_;
     std::list<parked_waiter*> waiters_;
+    std::map<std::string, response, std::less<>> answers_;
+    std::uint64_t answers_index_ = 0;  // raft index answers_ belong to; 0: none
     asio::steady_timer tick_timer_;
     std::chrono::milliseconds tick_interval_{50};
     bool stopping_ = false;

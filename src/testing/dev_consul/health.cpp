@@ -107,7 +107,9 @@ response health_node(route_context& c) {
 
 void add_health_routes(router& r) {
     using v = http::verb;
-    r.add(v::get, "health/service/", health_service, table_catalog);
+    // Every watch of a service re-reads this answer after each catalog write: one encoding per
+    // (query, index) is shared by all of them.
+    r.add(v::get, "health/service/", health_service, table_catalog, true);
     r.add(v::get, "health/checks/", health_checks, table_catalog);
     r.add(v::get, "health/state/", health_state, table_catalog);
     r.add(v::get, "health/node/", health_node, table_catalog);

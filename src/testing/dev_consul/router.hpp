@@ -82,12 +82,18 @@ struct route {
     handler fn;
     /// Tables a blocking query on this route depends on; 0: not a blocking endpoint.
     unsigned blocking_tables = 0;
+    /// The answer is a function of the request's path and query and of the store only (not of
+    /// the agent, the clock or anything a write leaves the raft index unchanged by), so waiters
+    /// of the same query at the same index can share one encoded answer.
+    bool shared_answer = false;
 };
 
 class router {
   public:
-    void add(http::verb method, std::string path, handler fn, unsigned blocking_tables = 0) {
-        routes_.push_back(route{method, std::move(path), std::move(fn), blocking_tables});
+    void add(http::verb method, std::string path, handler fn, unsigned blocking_tables = 0,
+             bool shared_answer = false) {
+        routes_.push_back(
+            route{method, std::move(path), std::move(fn), blocking_tables, shared_answer});
     }
     /// Longest matching route for (method, path); `rest` gets what follows a prefix route.
     /// `path_exists` is set when some route matches the path with another method (for 405).

@@ -7,11 +7,13 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 
+#include <array>
 #include <charconv>
 #include <random>
 
@@ -195,8 +197,39 @@ class connection final : public closable, public std::enable_shared_from_this<co
         co_return w.notified;
     }
 
+    /// What identifies a shared answer: the route, the path below it and the query, less the
+    /// blocking parameters (they choose when to answer, not what). Each part is prefixed by its
+    /// length: decoded parameters may hold any byte, so no separator is safe.
+    static std::string shared_answer_key(const route& rt, const request& rq,
+                                         const std::string& rest) {
+        std::string key;
+        const auto add = [&key](std::string_view part) {
+            key += std::to_string(part.size());
+            key += ':';
+            key += part;
+        };
+        add(rt.path);
+        add(rest);
+        for (const auto& [k, v] : rq.query) {
+            if (k != "index" && k != "wait") {
+                add(k);
+                add(v);
+            }
+        }
+        return key;
+    }
+
     response run_route(const route& rt, const request& rq, std::string rest) {
         auto& core = agent_->core;
+        std::string key;
+        if (rt.shared_answer) {
+            key = shared_answer_key(rt, rq, rest);
+            if (const response* kept = core.shared_answer(key)) {
+                return *kept;
+            }
+        }
+        const std::uint64_t index_before = core.state().index;
+        bool threw = false;
         route_context ctx{core.state(),
                           agent_->info,
                           core.members(),
@@ -209,12 +242,16 @@ class connection final : public closable, public std::enable_shared_from_this<co
             r = rt.fn(ctx);
         } catch (const std::exception& e) {
             r = error_response(500, std::string("internal error: ") + e.what());
+            threw = true;
         }
         if (rt.blocking_tables != 0 && !r.index) {
             r.index = core.state().table_index(rt.blocking_tables);
         }
         if (r.index && *r.index == 0) {
             r.index = 1;
+        }
+        if (rt.shared_answer && !threw && core.state().index == index_before) {
+            core.keep_shared_answer(std::move(key), r);
         }
         core.after_write();
         return r;
@@ -304,7 +341,8 @@ class connection final : public closable, public std::enable_shared_from_this<co
         }
     }
 
-    awaitable<void> write(const response& r, unsigned version, bool keep_alive, bool stale) {
+    /// Sends `r`, whose body it takes.
+    awaitable<void> write(response& r, unsigned version, bool keep_alive, bool stale) {
         http::response<http::string_body> res{static_cast<http::status>(r.status), version};
         res.set(http::field::server, "lakemesh-dev-consul");
         res.set(http::field::content_type, r.content_type);
@@ -318,11 +356,31 @@ class connection final : public closable, public std::enable_shared_from_this<co
             res.set("X-Consul-KnownLeader", "true");
             res.set("X-Consul-LastContact", "0");
         }
-        res.body() = r.body;
+        res.body() = std::move(r.body);
         res.keep_alive(keep_alive);
         res.prepare_payload();
+        // The header as Beast's serializer writes it (start line, then the fields in order), in
+        // one buffer: http::async_write walks its buffer views at a cost that, with a watch
+        // answer per waiter, was a third of this thread's time.
+        std::string head = "HTTP/";
+        head += static_cast<char>('0' + res.version() / 10);
+        head += '.';
+        head += static_cast<char>('0' + res.version() % 10);
+        head += ' ';
+        head += std::to_string(res.result_int());
+        head += ' ';
+        head += res.reason();
+        head += "\r\n";
+        for (const auto& f : res) {
+            head += f.name_string();
+            head += ": ";
+            head += f.value();
+            head += "\r\n";
+        }
+        head += "\r\n";
+        const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(res.body())};
         beast::error_code ec;
-        co_await http::async_write(stream_, res, asio::redirect_error(use_awaitable, ec));
+        co_await asio::async_write(stream_, bytes, asio::redirect_error(use_awaitable, ec));
         if (ec) {
             closed_ = true;
         }

@@ -236,5 +236,65 @@ TEST_F(health, same_status_and_output_does_not_wake_a_blocking_query) {
     EXPECT_EQ(c.get("/v1/health/service/" + name).index(), before);
 }
 
+// dev_consul encodes one health/service answer per (query, raft index) and hands it to every
+// waiter of that query: the sharing must not leak an answer to another query, another index, or
+// across a restart that starts the index over.
+TEST_F(health, waiters_of_one_query_share_the_answer_of_that_query_and_index_only) {
+    LAKEMESH_NEEDS_DEV(target);
+    add_instance(name, name + "-1", json::array(), json::object(), "passing");
+    const auto first = c.get("/v1/health/service/" + name);
+    ASSERT_EQ(first.status, 200u);
+    std::vector<std::future<http_reply>> waiters;
+    for (int i = 0; i < 3; ++i) {
+        waiters.push_back(std::async(std::launch::async, [&] {
+            auto ci = target.client();
+            return ci.get("/v1/health/service/" + name + "?index=" + std::to_string(first.index()) +
+                          "&wait=10s");
+        }));
+    }
+    ASSERT_TRUE(eventually([&] { return target.dev()->blocking_queries() >= 3; }));
+    set_status(name + "-1", "critical");
+    const auto now = c.get("/v1/health/service/" + name);
+    for (auto& w : waiters) {
+        ASSERT_EQ(w.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+        const auto r = w.get();
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(r.index(), now.index());
+        EXPECT_EQ(r.body, now.body);
+    }
+    EXPECT_GT(now.index(), first.index());
+    EXPECT_NE(now.body, first.body);
+    // Same index, other query: ?passing drops the now critical instance.
+    const auto passing = c.get("/v1/health/service/" + name + "?passing");
+    EXPECT_EQ(passing.index(), now.index());
+    EXPECT_EQ(passing.json_body().size(), 0u);
+    EXPECT_EQ(c.get("/v1/health/service/" + name).json_body().size(), 1u);
+
+    // Bring the raft index back to the same value after a restart that lost the state: the
+    // answer must be the new state's (no instance), not the one kept before the restart.
+    const std::string key = "/v1/kv/" + name + "/k";
+    ASSERT_EQ(c.put(key, "v").status, 200u);
+    const auto raft = c.get(key).index();  // the last write was to KV: this is the raft index
+    ASSERT_EQ(c.get("/v1/health/service/" + name).json_body().size(), 1u);
+    target.dev()->restart(false);
+    registered.clear();
+    auto after = target.client();
+    std::uint64_t index = 0;
+    for (int i = 0; i < 10000 && index < raft; ++i) {
+        ASSERT_EQ(after.put(key, "v").status, 200u);
+        index = after.get(key).index();
+    }
+    ASSERT_EQ(index, raft);
+    EXPECT_EQ(after.get("/v1/health/service/" + name).json_body().size(), 0u);
+}
+
+TEST_F(health, shared_answers_tell_apart_queries_that_differ_only_in_decoded_bytes) {
+    LAKEMESH_NEEDS_DEV(target);
+    add_instance(name, name + "-1", json::array({"a", "b"}), json::object(), "passing");
+    // One tag "a\ntag=b" (no instance has it), then the two tags a and b (the instance has both).
+    EXPECT_EQ(c.get("/v1/health/service/" + name + "?tag=a%0Atag=b").json_body().size(), 0u);
+    EXPECT_EQ(c.get("/v1/health/service/" + name + "?tag=a&tag=b").json_body().size(), 1u);
+}
+
 }  // namespace
 }  // namespace lakemesh::test

@@ -145,5 +145,128 @@ TEST(health_decoders, never_throw_on_garbage) {
     EXPECT_EQ(to_string(health_state::critical), "critical");
 }
 
+// ---- The tree-free reader against the tree decoder.
+
+/// Decodes `body` both ways and expects the same error, message and entries; returns whether
+/// the fast reader took it.
+bool same_as_tree(const std::string& body) {
+    std::vector<service_entry> fast;
+    std::vector<service_entry> tree;
+    std::vector<service_entry> both;
+    diagnostics diag_tree;
+    diagnostics diag_both;
+    const bool took = read_service_entries_fast(body, fast);
+    const error_code ec_tree = decode_service_entries_tree(body, tree, diag_tree);
+    const error_code ec_both = decode_service_entries(body, both, diag_both);
+    EXPECT_EQ(ec_both, ec_tree) << body;
+    EXPECT_EQ(diag_both.client_message(), diag_tree.client_message()) << body;
+    EXPECT_EQ(both, tree) << body;
+    if (took) {
+        EXPECT_FALSE(ec_tree) << "fast reader accepted what the tree decoder refuses: " << body;
+        EXPECT_EQ(fast, tree) << body;
+    }
+    return took;
+}
+
+// What dev_consul and Consul send: nested Definition, Proxy and Connect objects the client skips.
+constexpr const char* consul_body = R"([{"Node":{"ID":"9b2c","Node":"dev","Address":"127.0.0.1",
+"Datacenter":"dc1","TaggedAddresses":{"lan":"127.0.0.1","wan":"127.0.0.1"},
+"Meta":{"consul-network-segment":""},"CreateIndex":2,"ModifyIndex":2},
+"Service":{"ID":"web-1","Service":"web","Tags":[],"Address":"","Meta":{},"Port":9000,
+"Weights":{"Passing":1,"Warning":1},"EnableTagOverride":false,"Kind":"","Proxy":{"Mode":"",
+"Upstreams":[],"Config":{"a":[1,true,null,{"b":"c"}],"d":false}},"Connect":{},"PeerName":"",
+"CreateIndex":10,"ModifyIndex":10},"Checks":[{"Node":"dev","CheckID":"serfHealth",
+"Name":"Serf Health Status","Status":"passing","Notes":"","Output":"Agent alive and reachable",
+"ServiceID":"","ServiceName":"","ServiceTags":[],"Type":"","Interval":"","Timeout":"",
+"ExposedPort":0,"Definition":{},"CreateIndex":2,"ModifyIndex":2}]}])";
+
+TEST(read_service_entries_fast, takes_the_common_shapes) {
+    EXPECT_TRUE(same_as_tree(entries_body));
+    EXPECT_TRUE(same_as_tree(consul_body));
+    EXPECT_TRUE(same_as_tree("[]"));
+    EXPECT_TRUE(same_as_tree(" \n[ ]\t\r\n"));
+    const std::string minimal =
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"}}])";
+    EXPECT_TRUE(same_as_tree(minimal));
+    // Escapes other than \u, nulls for optional fields, empty Weights (read as 0 and 0).
+    EXPECT_TRUE(same_as_tree(R"([{"Node":{"Node":"n","Address":"a","ID":null,"Meta":null},
+        "Service":{"ID":"x","Service":"x","Port":null,"Tags":null,"Weights":{},
+        "EnableTagOverride":true,"Kind":null},"Checks":[{"CheckID":"c","Status":"warning",
+        "Output":"line 1\nline \"2\"\t\\ \/ \b\f\r","Definition":{"Header":{"k":["v"]}}}]}])"));
+    EXPECT_TRUE(same_as_tree(R"([{"Node":{"Node":"n","Address":"a"},
+        "Service":{"ID":"x","Service":"x","Weights":null},"Checks":null}])"));
+    EXPECT_TRUE(same_as_tree(R"([{"Node":{"Node":"n","Address":"a",
+        "Meta":{"k":"1","k":"2"}},"Service":{"ID":"x","Service":"x","Port":2147483647}}])"));
+    std::vector<service_entry> e;
+    ASSERT_TRUE(read_service_entries_fast(consul_body, e));
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0].service.port, 9000);
+    EXPECT_EQ(e[0].checks.at(0).status, check_status::passing);
+}
+
+TEST(read_service_entries_fast, leaves_the_unusual_to_the_tree_decoder) {
+    const char* cases[] = {
+        // Valid answers outside the fast reader's subset.
+        R"([{"Node":{"Node":"n\u00e9","Address":"a"},"Service":{"ID":"x","Service":"x"}}])",
+        "[{\"Node\":{\"Node\":\"n\xc3\xa9\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\","
+        "\"Service\":\"x\"}}]",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x","Port":80.0}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x","Port":-1}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x","X":-1.5e3}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Node":{"Node":"m","Address":"b"},
+            "Service":{"ID":"x","Service":"x"}}])",
+        R"([{"Node":{"Node":"n","Address":"a","Meta":{"k":1,"k":"2"}},
+            "Service":{"ID":"x","Service":"x"}}])",
+        // Errors, each with the tree decoder's message.
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x",
+            "Port":2147483648}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x",
+            "CreateIndex":18446744073709551616}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x","Tags":[1]}}])",
+        R"([{"Node":{"Node":"n","Address":"a","Meta":{"k":null}},
+            "Service":{"ID":"x","Service":"x"}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"},
+            "Checks":[{"CheckID":"c","Status":"sleepy"}]}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"},
+            "Checks":[{"CheckID":"c","Status":null}]}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"},
+            "Checks":[{"Status":"passing"}]}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"},
+            "Checks":[null]}])",
+        R"([{"Node":null,"Service":{"ID":"x","Service":"x"}}])",
+        R"([{"Node":{"Node":"n","Address":null},"Service":{"ID":"x","Service":"x"}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x",
+            "Weights":{"Passing":"1"}}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x",
+            "EnableTagOverride":"yes"}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"}},])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x"}}] x)",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x","y":01}}])",
+        R"([{"Node":{"Node":"n","Address":"a"},"Service":{"ID":"x","Service":"x","y":"\q"}}])",
+        "[{\"Node\":{\"Node\":\"n\tn\",\"Address\":\"a\"},\"Service\":{\"ID\":\"x\","
+        "\"Service\":\"x\"}}]",
+        "{}",
+        "null",
+        "",
+        "[",
+        "[{}]",
+        "[[]]",
+    };
+    for (const char* body : cases) {
+        EXPECT_FALSE(same_as_tree(body)) << body;
+    }
+}
+
+TEST(read_service_entries_fast, agrees_on_every_truncation_and_deletion) {
+    for (const std::string body : {std::string(entries_body), std::string(consul_body)}) {
+        for (std::size_t n = 0; n < body.size(); ++n) {
+            EXPECT_FALSE(same_as_tree(body.substr(0, n))) << n;
+            std::string cut = body;
+            cut.erase(n, 1);
+            same_as_tree(cut);
+        }
+    }
+}
+
 }  // namespace
 }  // namespace lakemesh::consul::detail
