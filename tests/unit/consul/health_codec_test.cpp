@@ -258,7 +258,7 @@ TEST(read_service_entries_fast, leaves_the_unusual_to_the_tree_decoder) {
 }
 
 TEST(read_service_entries_fast, agrees_on_every_truncation_and_deletion) {
-    for (const std::string body : {std::string(entries_body), std::string(consul_body)}) {
+    for (const std::string& body : {std::string(entries_body), std::string(consul_body)}) {
         for (std::size_t n = 0; n < body.size(); ++n) {
             EXPECT_FALSE(same_as_tree(body.substr(0, n))) << n;
             std::string cut = body;
