@@ -36,9 +36,9 @@ struct ttl_check_config {
     /// when something changed.
     duration ttl = std::chrono::seconds(30);
     /// An unchanged status is sent again once the last accepted update is older than
-    /// ttl * refresh_fraction. Clamped to [0.05, 1]; the default leaves half the TTL for an
-    /// update that has to be retried.
-    double refresh_fraction = 0.5;
+    /// ttl * refresh_fraction. Clamped to [0.05, 1]; the default (the health scheduler's too)
+    /// leaves a third of the TTL for an update that has to be retried.
+    double refresh_fraction = 2.0 / 3.0;
     /// Longest a probe may run before it counts as critical. Zero: the TTL (a probe slower than
     /// the TTL cannot keep the check alive anyway); zero with a zero TTL: no limit.
     duration probe_timeout = std::chrono::seconds(5);
