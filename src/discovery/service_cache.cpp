@@ -101,7 +101,7 @@ struct alignas(64) hot_slot {
             return k.size() == key_size && std::memcmp(key, k.data(), k.size()) == 0;
         }
         const std::string* full = nullptr;
-        std::memcpy(&full, key, sizeof full);
+        std::memcpy(&full, key, sizeof(const std::string*));
         return *full == k;
     }
 };
@@ -209,7 +209,7 @@ struct slot_table {
                 long_keys.push_back(std::make_unique<std::string>(key));
                 const std::string* full = long_keys.back().get();
                 s.key_size = hot_slot::long_key;
-                std::memcpy(s.key, &full, sizeof full);
+                std::memcpy(s.key, &full, sizeof(const std::string*));
             }
             ++used;
             return &s;
@@ -485,7 +485,7 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
                     }
                     return;
                 }
-                self->apply(*e, std::move(r.first), r.second);
+                self->apply(*e, r.first, r.second);
                 auto pending = std::move(e->pending);
                 e->pending.clear();
                 for (auto& h : pending) {
@@ -564,7 +564,7 @@ struct service_cache::impl : std::enable_shared_from_this<impl> {
                     if (ec) {
                         s->failed(e, ec);
                     } else {
-                        s->apply(*e, std::move(v), index);
+                        s->apply(*e, v, index);
                     }
                     s->arm_refresh(e);
                 }));
