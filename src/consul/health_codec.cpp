@@ -3,6 +3,7 @@
 
 #include "agent_codec.hpp"
 #include "client_impl.hpp"
+#include "fast_json.hpp"
 
 #include <array>
 #include <charconv>
@@ -76,30 +77,12 @@ constexpr std::array<bool, 256> plain_char = [] {
 /// mistyped field, an unknown check status, malformed JSON) makes it give up and return false;
 /// the caller then decodes with the full JSON parser, which explains every error. So it only
 /// ever returns true with the result the full decoder gives.
-class entries_fast_reader {
+class entries_fast_reader : fast_json_cursor {
   public:
-    explicit entries_fast_reader(std::string_view text) : p_(text.data()), end_(p_ + text.size()) {}
+    explicit entries_fast_reader(std::string_view text) : fast_json_cursor(text) {}
 
     bool read(std::vector<service_entry>& out) {
-        skip_ws();
-        if (!eat('[')) {
-            return false;
-        }
-        skip_ws();
-        if (!eat(']')) {
-            do {
-                skip_ws();
-                if (!read_entry(out.emplace_back())) {
-                    return false;
-                }
-                skip_ws();
-            } while (eat(','));
-            if (!eat(']')) {
-                return false;
-            }
-        }
-        skip_ws();
-        return p_ == end_;
+        return read_whole_array(out, [this](service_entry& e) { return read_entry(e); });
     }
 
   private:
@@ -437,26 +420,6 @@ class entries_fast_reader {
     }
 
     // ---- Lexing.
-    void skip_ws() {
-        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) {
-            ++p_;
-        }
-    }
-    bool eat(char c) {
-        if (p_ != end_ && *p_ == c) {
-            ++p_;
-            return true;
-        }
-        return false;
-    }
-    bool eat_word(std::string_view w) {
-        if (static_cast<std::size_t>(end_ - p_) >= w.size() &&
-            std::string_view(p_, w.size()) == w) {
-            p_ += w.size();
-            return true;
-        }
-        return false;
-    }
     /// A string of printable ASCII. Without escapes `out` views the body; with simple escapes
     /// it views `scratch_`, valid until the next string is read.
     bool read_string(std::string_view& out) {
@@ -533,25 +496,7 @@ class entries_fast_reader {
         out.assign(v);
         return true;
     }
-    /// An unsigned integer without sign, fraction, exponent or leading zeros, within 64 bits.
-    bool read_u64(std::uint64_t& out) {
-        const char* start = p_;
-        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
-            ++p_;
-        }
-        const auto n = static_cast<std::size_t>(p_ - start);
-        if (n == 0 || (n > 1 && *start == '0')) {
-            return false;
-        }
-        if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) {
-            return false;
-        }
-        auto [q, ec] = std::from_chars(start, p_, out);
-        return ec == std::errc{} && q == p_;
-    }
 
-    const char* p_;
-    const char* end_;
     std::string name_;     // a member name that had escapes (its text in scratch_ is reused)
     std::string scratch_;  // unescaped string contents
 };

@@ -1,6 +1,7 @@
 // KV operations: https://developer.hashicorp.com/consul/api-docs/kv
 #include "client_impl.hpp"
 #include "core/base64.hpp"
+#include "fast_json.hpp"
 #include "kv_codec.hpp"
 
 #include <charconv>
@@ -19,30 +20,12 @@ namespace {
 /// mistyped field, bad base64, malformed JSON) makes it give up and return false, and the caller
 /// decodes with the full JSON parser, which accepts every valid answer and explains every error.
 /// So it only ever returns true with the result the full parser gives.
-class kv_fast_reader {
+class kv_fast_reader : fast_json_cursor {
   public:
-    explicit kv_fast_reader(std::string_view text) : p_(text.data()), end_(p_ + text.size()) {}
+    explicit kv_fast_reader(std::string_view text) : fast_json_cursor(text) {}
 
     bool read(std::vector<kv_pair>& out) {
-        skip_ws();
-        if (!eat('[')) {
-            return false;
-        }
-        skip_ws();
-        if (!eat(']')) {
-            do {
-                skip_ws();
-                if (!read_entry(out.emplace_back())) {
-                    return false;
-                }
-                skip_ws();
-            } while (eat(','));
-            if (!eat(']')) {
-                return false;
-            }
-        }
-        skip_ws();
-        return p_ == end_;
+        return read_whole_array(out, [this](kv_pair& e) { return read_entry(e); });
     }
 
   private:
@@ -114,26 +97,6 @@ class kv_fast_reader {
         return true;
     }
 
-    void skip_ws() {
-        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) {
-            ++p_;
-        }
-    }
-    bool eat(char c) {
-        if (p_ != end_ && *p_ == c) {
-            ++p_;
-            return true;
-        }
-        return false;
-    }
-    bool eat_word(std::string_view w) {
-        if (static_cast<std::size_t>(end_ - p_) >= w.size() &&
-            std::string_view(p_, w.size()) == w) {
-            p_ += w.size();
-            return true;
-        }
-        return false;
-    }
     /// A string of printable ASCII without escapes; its contents without the quotes.
     bool read_string(std::string_view& out) {
         if (!eat('"')) {
@@ -162,22 +125,6 @@ class kv_fast_reader {
         out.assign(v);
         return true;
     }
-    /// An unsigned integer without sign, fraction, exponent or leading zeros, within 64 bits.
-    bool read_u64(std::uint64_t& out) {
-        const char* start = p_;
-        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
-            ++p_;
-        }
-        const auto n = static_cast<std::size_t>(p_ - start);
-        if (n == 0 || (n > 1 && *start == '0')) {
-            return false;
-        }
-        if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) {
-            return false;
-        }
-        auto [q, ec] = std::from_chars(start, p_, out);
-        return ec == std::errc{} && q == p_;
-    }
     bool read_u64_or_null(bool null, std::uint64_t& out) {
         if (null) {
             out = 0;
@@ -193,9 +140,6 @@ class kv_fast_reader {
         return (p_ != end_ && *p_ == '"') ? read_string(ignored)
                                           : eat_word("true") || eat_word("false") || read_u64(n);
     }
-
-    const char* p_;
-    const char* end_;
 };
 
 error_code decode_kv_entries_json(const std::string& body, std::vector<kv_pair>& out,
