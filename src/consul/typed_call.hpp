@@ -24,29 +24,10 @@ struct no_validation {
     error_code operator()(diagnostics&) const { return {}; }
 };
 
-/// GET /v1/<path> with the query options, decoded by `decode(json, T&, diagnostics&)`, once
-/// `validate(diagnostics&)` and the options' own validation passed. Called from plain functions:
-/// its arguments are then built outside any coroutine frame (see the g++ 12 note in client.hpp).
-template <class T, class Decode, class Validate = no_validation>
-boost::asio::awaitable<std::pair<error_code, result<T>>> json_read(
-    std::shared_ptr<client_impl> impl, std::string path, params_t params, query_options q,
-    Decode decode, Validate validate = {}) {
-    result<T> r;
-    error_code ec;
-    if ((ec = validate(r.diag)) || (ec = validate_query(q, r.diag))) {
-        co_return std::pair{ec, std::move(r)};
-    }
-    http_call call = read_call(*impl, path, std::move(params), q);
-    json body;
-    ec = co_await call_json(*impl, std::move(call), r.diag, &r.meta, &body);
-    if (!ec && (ec = decode(body, r.value, r.diag))) {
-        r.value = T{};
-    }
-    co_return std::pair{ec, std::move(r)};
-}
-
-/// As json_read, for decoders that read the body text themselves (`decode(const std::string&,
-/// T&, diagnostics&)`, e.g. one with a tree-free fast path): same validation, meta and errors.
+/// GET /v1/<path> with the query options, decoded by `decode(const std::string& body, T&,
+/// diagnostics&)` once `validate(diagnostics&)` and the options' own validation passed. Called
+/// from plain functions: its arguments are then built outside any coroutine frame (see the
+/// g++ 12 note in client.hpp).
 template <class T, class Decode, class Validate = no_validation>
 boost::asio::awaitable<std::pair<error_code, result<T>>> text_read(
     std::shared_ptr<client_impl> impl, std::string path, params_t params, query_options q,
@@ -64,6 +45,23 @@ boost::asio::awaitable<std::pair<error_code, result<T>>> text_read(
         r.value = T{};
     }
     co_return std::pair{ec, std::move(r)};
+}
+
+/// As text_read, for decoders of a parsed answer (`decode(const json&, T&, diagnostics&)`).
+template <class T, class Decode, class Validate = no_validation>
+boost::asio::awaitable<std::pair<error_code, result<T>>> json_read(
+    std::shared_ptr<client_impl> impl, std::string path, params_t params, query_options q,
+    Decode decode, Validate validate = {}) {
+    auto parse_then_decode = [decode = std::move(decode)](const std::string& body, T& out,
+                                                          diagnostics& diag) {
+        json j;
+        if (auto ec = parse_json(body, j, diag)) {
+            return ec;
+        }
+        return error_code(decode(j, out, diag));
+    };
+    return text_read<T>(std::move(impl), std::move(path), std::move(params), std::move(q),
+                        std::move(parse_then_decode), std::move(validate));
 }
 
 /// PUT /v1/<path>; the answer's body is ignored. Agent writes are idempotent: repeating one
