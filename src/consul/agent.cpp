@@ -172,4 +172,52 @@ void run_agent_check_update(std::shared_ptr<client_impl> impl, std::string check
         });
 }
 
+void run_agent_check_updates(std::shared_ptr<client_impl> impl, std::vector<check_update> updates,
+                             handler_t<std::vector<check_update_outcome>> h) {
+    using outcomes = std::vector<check_update_outcome>;
+    run_operation<outcomes>(
+        impl, std::move(h),
+        [impl, updates = std::move(
+                   updates)]() mutable -> asio::awaitable<std::pair<error_code, result<outcomes>>> {
+            result<outcomes> r;
+            r.value.resize(updates.size());
+            // The valid updates go out together; slot[i] is update i's place in the batch.
+            std::vector<http_call> calls;
+            std::vector<std::size_t> slot;
+            calls.reserve(updates.size());
+            slot.reserve(updates.size());
+            for (std::size_t i = 0; i < updates.size(); ++i) {
+                auto& u = updates[i];
+                auto& o = r.value[i];
+                std::string body;
+                if ((o.error = validate_text("check ID", u.check_id, o.diag, false)) ||
+                    (o.error = encode_check_update(u.status, u.output, body, o.diag))) {
+                    continue;
+                }
+                std::string path = "agent/check/update/" + u.check_id;
+                params_t params;
+                calls.push_back(write_call(*impl, boost::beast::http::verb::put, path,
+                                           std::move(params), std::move(body), true));
+                slot.push_back(i);
+            }
+            std::vector<diagnostics> diags;
+            auto answers = co_await impl->net->exchange_pipelined(std::move(calls), diags);
+            bool aborted = false;
+            for (std::size_t k = 0; k < answers.size(); ++k) {
+                auto& o = r.value[slot[k]];
+                o.diag = std::move(diags[k]);
+                o.error = answers[k].first;
+                if (!o.error) {
+                    o.error = client_impl::check_status(answers[k].second, o.diag);
+                }
+                aborted = aborted || o.error == asio::error::operation_aborted;
+            }
+            error_code ec;
+            if (aborted) {
+                ec = asio::error::operation_aborted;
+            }
+            co_return std::pair{ec, std::move(r)};
+        });
+}
+
 }  // namespace lakemesh::consul::detail

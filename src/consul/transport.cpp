@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
@@ -393,9 +394,9 @@ void build_head(std::string& head, const http_call& call, const std::string& fix
     head += "\r\n";
 }
 
+/// Sends c.head followed by `body`.
 template <class Stream>
-awaitable<void> write_read(Stream& s, connection& c, const std::string& body, answer_parser& parser,
-                           bool& wrote, bool& got_bytes, error_code& ec) {
+awaitable<void> send_request(Stream& s, connection& c, const std::string& body, error_code& ec) {
     const std::array<asio::const_buffer, 2> request{asio::buffer(c.head), asio::buffer(body)};
     beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(request);
     if constexpr (std::is_same_v<Stream, tcp::socket>) {
@@ -411,14 +412,116 @@ awaitable<void> write_read(Stream& s, connection& c, const std::string& body, an
     }
     if (beast::buffer_bytes(rest) != 0) {
         co_await asio::async_write(s, rest, asio::redirect_error(use_awaitable, ec));
-        if (ec) {
-            co_return;
-        }
     }
-    wrote = true;
+}
+
+/// Reads one response into `parser`; got_bytes tells whether anything at all came back.
+template <class Stream>
+awaitable<void> read_answer(Stream& s, connection& c, answer_parser& parser, bool& got_bytes,
+                            error_code& ec) {
     auto before = c.buffer.size();
     co_await http::async_read(s, c.buffer, parser, asio::redirect_error(use_awaitable, ec));
     got_bytes = parser.got_some() || c.buffer.size() != before;
+}
+
+template <class Stream>
+awaitable<void> write_read(Stream& s, connection& c, const std::string& body, answer_parser& parser,
+                           bool& wrote, bool& got_bytes, error_code& ec) {
+    co_await send_request(s, c, body, ec);
+    if (ec) {
+        co_return;
+    }
+    wrote = true;
+    co_await read_answer(s, c, parser, got_bytes, ec);
+}
+
+/// A kept-alive connection the agent had closed meanwhile fails like this with nothing read.
+bool is_closed_connection(const error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof ||
+           ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
+
+/// The error an exchange reports for a failure of its connection (after the watchdog and
+/// cancellation were accounted for), with the method and address in diag.
+error_code exchange_failure(const error_code& ec, http::verb method, const agent_address& address,
+                            diagnostics& diag) {
+    diag.set_client_message(std::string(http::to_string(method)) + " " + address.to_string() +
+                            ": " + ec.message());
+    if (ec == beast::error::timeout) {
+        return transport_errc::timeout;
+    }
+    if (ec.category() == error_code(http::error::bad_version).category() &&
+        !is_closed_connection(ec)) {
+        return transport_errc::protocol_error;
+    }
+    return transport_errc::connection_closed;
+}
+
+/// Moves a parsed response into `answer`; a malformed X-Consul-* header is the error.
+error_code take_answer(answer_parser& parser, http_answer& answer, diagnostics& diag) {
+    answer.status = parser.status;
+    answer.body = std::move(parser.body);
+    auto header = [](const std::optional<std::string>& v) {
+        return v ? std::optional<std::string_view>(*v) : std::nullopt;
+    };
+    const consul_meta_headers headers{header(parser.index), header(parser.known_leader),
+                                      header(parser.last_contact)};
+    return decode_query_meta(headers, answer.meta, diag);
+}
+
+/// Takes an idle connection of `p` or, when none is idle, a slot to open one (nullptr), waiting
+/// while non-blocking exchanges hold all `cap` slots (a blocking query never waits: it is not
+/// counted). A non-blocking caller's slot is counted busy. Returns false when cancelled or shut
+/// down meanwhile (no slot taken).
+awaitable<bool> take_connection(pool& p, std::size_t cap, bool blocking, const bool& shut_down,
+                                asio::any_io_executor ex, std::shared_ptr<connection>& c) {
+    c.reset();
+    while (true) {
+        if (!p.idle.empty()) {
+            c = std::move(p.idle.back());
+            p.idle.pop_back();
+            break;
+        }
+        if (blocking || p.busy < cap) {
+            break;
+        }
+        auto t = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+        p.waiters.push_back(t);
+        error_code wec;
+        co_await t->async_wait(asio::redirect_error(use_awaitable, wec));
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none || shut_down) {
+            std::erase(p.waiters, t);
+            co_return false;
+        }
+    }
+    if (!blocking) {
+        ++p.busy;
+    }
+    co_return true;
+}
+
+/// Gives back a slot taken by take_connection and wakes one waiter.
+void release_slot(pool& p, bool blocking) {
+    if (!blocking) {
+        --p.busy;
+    }
+    if (!p.waiters.empty()) {
+        p.waiters.front()->cancel();
+        p.waiters.pop_front();
+    }
+}
+
+/// Pools a connection whose last answer allowed keep-alive, or closes it.
+void put_back(pool& p, std::shared_ptr<connection> c, bool keep_alive, bool shut_down,
+              std::size_t cap) {
+    c->expires_never();
+    if (keep_alive && !c->timed_out && !shut_down && p.idle.size() < cap) {
+        p.idle.push_back(std::move(c));
+    } else {
+        c->close();
+        --p.open;
+    }
 }
 
 }  // namespace
@@ -450,47 +553,17 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
         auto& p = st.pools[idx];
 
         for (int attempt = 0; attempt < 2; ++attempt) {
-            // Take an idle connection, or wait for the cap (non-blocking calls only).
             std::shared_ptr<connection> c;
-            while (!c) {
-                if (!p.idle.empty()) {
-                    c = std::move(p.idle.back());
-                    p.idle.pop_back();
-                    break;
-                }
-                if (call.blocking || p.busy < cfg_.pool_size_per_address) {
-                    break;
-                }
-                auto t = std::make_shared<asio::steady_timer>(
-                    ex_, asio::steady_timer::time_point::max());
-                p.waiters.push_back(t);
-                error_code wec;
-                co_await t->async_wait(asio::redirect_error(use_awaitable, wec));
-                auto cs = co_await asio::this_coro::cancellation_state;
-                if (cs.cancelled() != asio::cancellation_type::none || st.shut_down) {
-                    std::erase(p.waiters, t);
-                    co_return std::pair{error_code(asio::error::operation_aborted), answer};
-                }
+            if (!co_await take_connection(p, cfg_.pool_size_per_address, call.blocking,
+                                          st.shut_down, ex_, c)) {
+                co_return std::pair{error_code(asio::error::operation_aborted), answer};
             }
             const bool reused = c != nullptr;
-            if (!call.blocking) {
-                ++p.busy;
-            }
-            // Gives the slot back and wakes one waiter whatever happens below.
-            auto release = [&p, blocking = call.blocking] {
-                if (!blocking) {
-                    --p.busy;
-                }
-                if (!p.waiters.empty()) {
-                    p.waiters.front()->cancel();
-                    p.waiters.pop_front();
-                }
-            };
             if (!c) {
                 error_code cec;
                 c = co_await connect_to(p.address, cfg_, st.tls.get(), cec, diag);
                 if (!c) {
-                    release();
+                    release_slot(p, call.blocking);
                     last_ec = cec;
                     if (cec == asio::error::operation_aborted) {
                         co_return std::pair{cec, answer};
@@ -523,7 +596,7 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
             if (ec) {
                 c->close();
                 --p.open;
-                release();
+                release_slot(p, call.blocking);
                 if (ec == http::error::body_limit) {
                     diag.set_client_message("response body larger than max_response_body (" +
                                             std::to_string(cfg_.max_response_body) + " bytes)");
@@ -534,53 +607,25 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
                 }
                 // A kept-alive connection the agent had already closed: nothing came back.
                 // Sending again is safe when the request is idempotent, or when it never left.
-                const bool stale =
-                    reused && !got_bytes &&
-                    (ec == http::error::end_of_stream || ec == asio::error::eof ||
-                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe);
+                const bool stale = reused && !got_bytes && is_closed_connection(ec);
                 // A blocking query is never resent: a connection lost while the agent held it
                 // may mean the agent restarted and lost its state, which the caller (a watch)
                 // must hear about to resynchronise instead of blocking on an index from before.
                 if (stale && attempt == 0 && !call.blocking && (call.idempotent || !wrote)) {
                     continue;
                 }
-                diag.set_client_message(std::string(http::to_string(call.method)) + " " +
-                                        p.address.to_string() + ": " + ec.message());
-                if (ec == beast::error::timeout) {
-                    co_return std::pair{error_code(transport_errc::timeout), answer};
-                }
-                if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-                    ec == asio::error::connection_reset || ec == asio::error::broken_pipe) {
-                    co_return std::pair{error_code(transport_errc::connection_closed), answer};
-                }
-                if (ec.category() == error_code(http::error::bad_version).category()) {
-                    co_return std::pair{error_code(transport_errc::protocol_error), answer};
-                }
-                co_return std::pair{error_code(transport_errc::connection_closed), answer};
+                co_return std::pair{exchange_failure(ec, call.method, p.address, diag), answer};
             }
 
-            answer.status = parser.status;
-            answer.body = std::move(parser.body);
-            auto header = [](const std::optional<std::string>& v) {
-                return v ? std::optional<std::string_view>(*v) : std::nullopt;
-            };
-            const consul_meta_headers headers{header(parser.index), header(parser.known_leader),
-                                              header(parser.last_contact)};
-            if (auto meta_ec = decode_query_meta(headers, answer.meta, diag)) {
+            if (auto meta_ec = take_answer(parser, answer, diag)) {
                 c->close();
                 --p.open;
-                release();
+                release_slot(p, call.blocking);
                 co_return std::pair{meta_ec, answer};
             }
-            c->expires_never();
-            if (parser.keep_alive() && !c->timed_out && !st.shut_down &&
-                p.idle.size() < cfg_.pool_size_per_address) {
-                p.idle.push_back(std::move(c));
-            } else {
-                c->close();
-                --p.open;
-            }
-            release();
+            put_back(p, std::move(c), parser.keep_alive(), st.shut_down,
+                     cfg_.pool_size_per_address);
+            release_slot(p, call.blocking);
             st.preferred = idx;
             co_return std::pair{error_code{}, std::move(answer)};
         }
@@ -591,6 +636,153 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
         last_ec = transport_errc::all_addresses_failed;
     }
     co_return std::pair{last_ec, answer};
+}
+
+awaitable<std::vector<std::pair<error_code, http_answer>>> transport::exchange_pipelined(
+    std::vector<http_call> calls, std::vector<diagnostics>& diags) {
+    auto self = shared_from_this();
+    auto& st = *st_;
+    const std::size_t n = calls.size();
+    std::vector<std::pair<error_code, http_answer>> out(n);
+    diags.clear();
+    diags.resize(n);
+    const diagnostics none;
+    // Calls from `next` on have no outcome yet.
+    std::size_t next = 0;
+    // Only idempotent, non-blocking calls are pipelined; others go one by one.
+    const bool pipelinable = std::all_of(
+        calls.begin(), calls.end(), [](const http_call& c) { return c.idempotent && !c.blocking; });
+    auto fail_rest = [&](const error_code& ec, const diagnostics& diag) {
+        for (; next < n; ++next) {
+            out[next].first = ec;
+            diags[next] = diag;
+        }
+    };
+    if (st.shut_down) {
+        fail_rest(asio::error::operation_aborted, none);
+        co_return out;
+    }
+    if (st.pools.empty() || !st.tls_error.empty()) {
+        diagnostics diag;
+        diag.set_client_message(st.tls_error);
+        fail_rest(validation_errc::invalid_configuration, diag);
+        co_return out;
+    }
+    // One attempt after another on one connection each; an attempt that answers nothing (a
+    // reused connection found dead) may be repeated once, and every attempt that answers
+    // something earns the rest another.
+    bool may_repeat = true;
+    while (next < n) {
+        if (next + 1 == n || !pipelinable) {
+            // A single call left gets the full single-call path: failover, waiting, retries.
+            auto [ec, answer] = co_await exchange(std::move(calls[next]), diags[next]);
+            out[next].first = ec;
+            out[next].second = std::move(answer);
+            ++next;
+            continue;
+        }
+        auto& p = st.pools[st.preferred];
+        std::shared_ptr<connection> c;
+        if (!co_await take_connection(p, cfg_.pool_size_per_address, false, st.shut_down, ex_, c)) {
+            fail_rest(asio::error::operation_aborted, none);
+            co_return out;
+        }
+        const bool reused = c != nullptr;
+        if (!c) {
+            diagnostics diag;
+            error_code cec;
+            c = co_await connect_to(p.address, cfg_, st.tls.get(), cec, diag);
+            if (!c) {
+                release_slot(p, false);
+                if (cec == asio::error::operation_aborted || st.pools.size() == 1) {
+                    fail_rest(cec, diag);
+                    co_return out;
+                }
+                // Several agents: the single-call path fails over (and moves `preferred`).
+                auto [ec, answer] = co_await exchange(std::move(calls[next]), diags[next]);
+                out[next].first = ec;
+                out[next].second = std::move(answer);
+                ++next;
+                continue;
+            }
+            ++p.open;
+        }
+        // Every request of the batch in one write.
+        c->head.clear();
+        std::string one;
+        for (std::size_t i = next; i < n; ++i) {
+            build_head(one, calls[i], p.fixed_headers);
+            c->head += one;
+            c->head += calls[i].body;
+        }
+        c->timed_out = false;
+        if (cfg_.request_timeout.count() > 0) {
+            c->expires_after(cfg_.request_timeout);
+        }
+        const std::string no_body;
+        error_code ec;
+        if (c->tls) {
+            co_await send_request(*c->tls, *c, no_body, ec);
+        } else {
+            co_await send_request(*c->plain, *c, no_body, ec);
+        }
+        const std::size_t first = next;
+        bool got_bytes = false;
+        bool keep_alive = true;
+        while (!ec && next < n && keep_alive) {
+            answer_parser parser;
+            parser.body_limit(cfg_.max_response_body);
+            if (c->tls) {
+                co_await read_answer(*c->tls, *c, parser, got_bytes, ec);
+            } else {
+                co_await read_answer(*c->plain, *c, parser, got_bytes, ec);
+            }
+            if (ec) {
+                break;
+            }
+            keep_alive = parser.keep_alive();
+            out[next].first = take_answer(parser, out[next].second, diags[next]);
+            ++next;
+            if (cfg_.request_timeout.count() > 0) {
+                c->expires_after(cfg_.request_timeout);  // each answer earns the next its time
+            }
+        }
+        if (ec && c->timed_out) {
+            ec = beast::error::timeout;
+        }
+        if (ec) {
+            c->close();
+            --p.open;
+            release_slot(p, false);
+            if (ec == asio::error::operation_aborted) {
+                fail_rest(ec, none);
+                co_return out;
+            }
+            if (ec == http::error::body_limit) {
+                // This answer is lost, the connection with it; the rest go out again.
+                diags[next].set_client_message("response body larger than max_response_body (" +
+                                               std::to_string(cfg_.max_response_body) + " bytes)");
+                out[next].first = decode_errc::body_too_large;
+                ++next;
+                continue;
+            }
+            // Pipelined calls are idempotent: the unanswered ones may go out again, on a fresh
+            // connection, as long as the attempts make progress.
+            const bool stale = reused && !got_bytes && next == first && is_closed_connection(ec);
+            if (next > first || (stale && may_repeat)) {
+                may_repeat = next > first;
+                continue;
+            }
+            diagnostics diag;
+            const auto mapped = exchange_failure(ec, calls[next].method, p.address, diag);
+            fail_rest(mapped, diag);
+            co_return out;
+        }
+        // All answered, or the agent closes after the last answer: the rest go out again.
+        put_back(p, std::move(c), keep_alive, st.shut_down, cfg_.pool_size_per_address);
+        release_slot(p, false);
+    }
+    co_return out;
 }
 
 }  // namespace lakemesh::consul::detail

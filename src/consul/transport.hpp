@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace lakemesh::consul::detail {
 
@@ -44,6 +45,16 @@ class transport : public std::enable_shared_from_this<transport> {
     /// details in `diag`. A non-2xx status is not an error here (the caller maps it).
     boost::asio::awaitable<std::pair<error_code, http_answer>> exchange(http_call call,
                                                                         diagnostics& diag);
+    /// Several exchanges pipelined on one keep-alive connection: every request in one write,
+    /// the answers read in order, so a batch costs one send and about one wake-up instead of one
+    /// each. Outcomes come back in the order of `calls`, each with its diagnostics in `diags`
+    /// (resized to match). The calls must be idempotent and non-blocking (others are sent one
+    /// by one): when the connection fails or the agent closes it part way, the unanswered
+    /// calls are sent again on a fresh connection, as long as each attempt gets an answer (a
+    /// reused connection found dead gets one more). A lone call takes the single-call path,
+    /// with failover to the next address; a batch fails over one call at a time.
+    boost::asio::awaitable<std::vector<std::pair<error_code, http_answer>>> exchange_pipelined(
+        std::vector<http_call> calls, std::vector<diagnostics>& diags);
     /// Closes idle connections; in-flight exchanges finish or fail.
     void shutdown();
 

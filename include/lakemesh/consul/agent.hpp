@@ -160,6 +160,21 @@ struct service_registration {
 
 // ------------------------------------------------------------------ operations
 
+/// One TTL check update of a batch (agent_api::async_check_updates).
+struct check_update {
+    std::string check_id;
+    /// passing, warning or critical (maintenance is refused for this update alone).
+    check_status status = check_status::passing;
+    std::string output;
+};
+
+/// What became of one update of a batch: the error (empty when the agent accepted it) and its
+/// diagnostics, as async_check_update would have completed.
+struct check_update_outcome {
+    error_code error;
+    diagnostics diag;
+};
+
 namespace detail {
 void run_agent_self(std::shared_ptr<client_impl>, handler_t<agent_info>);
 void run_agent_members(std::shared_ptr<client_impl>, handler_t<std::vector<agent_member>>);
@@ -183,6 +198,8 @@ void run_agent_check_ttl(std::shared_ptr<client_impl>, std::string check_id, che
                          std::string note, handler_t<std::monostate>);
 void run_agent_check_update(std::shared_ptr<client_impl>, std::string check_id, check_status status,
                             std::string output, handler_t<std::monostate>);
+void run_agent_check_updates(std::shared_ptr<client_impl>, std::vector<check_update>,
+                             handler_t<std::vector<check_update_outcome>>);
 }  // namespace detail
 
 /// The agent endpoints: they act on the node of the agent the client talks to. A cheap handle
@@ -363,6 +380,24 @@ class agent_api {
              output = std::move(output)](auto h) mutable {
                 detail::run_agent_check_update(std::move(impl), std::move(id), status,
                                                std::move(output), std::move(h));
+            },
+            token);
+    }
+
+    /// Many TTL check updates (as async_check_update) pipelined on one keep-alive connection:
+    /// every request goes out in one write and the answers are read in order, which costs this
+    /// process and the agent one send and about one wake-up per batch instead of one per
+    /// update. The updates are independent: the outcomes (in the order of `updates`) say which
+    /// the agent accepted; an invalid one is refused alone without being sent. The operation
+    /// itself fails only when cancelled (operation_aborted, every unfinished outcome too).
+    /// Consul's agent, like any HTTP/1.1 server, answers pipelined requests in order; an
+    /// intermediary that does not is detected as a failed connection and the unanswered
+    /// updates fail with a transport error.
+    template <class Token = boost::asio::default_completion_token_t<executor_type>>
+    auto async_check_updates(std::vector<check_update> updates, Token&& token = {}) {
+        return detail::initiate<std::vector<check_update_outcome>>(
+            [impl = impl_, updates = std::move(updates)](auto h) mutable {
+                detail::run_agent_check_updates(std::move(impl), std::move(updates), std::move(h));
             },
             token);
     }

@@ -203,6 +203,119 @@ TEST_F(agent_test, ttl_pass_warn_fail_and_update_show_in_health_checks_and_state
     }));
 }
 
+// A batch of updates: each has its own outcome, an invalid one is refused alone without being
+// sent, and the batch shares one connection. (client_pipeline_test shows the wire side.)
+TEST_F(agent_test, check_updates_pipeline_a_batch_with_an_outcome_per_update) {
+    const std::string id = svc + "-batch";
+    auto reg = ttl_service(id, check_status::critical);
+    for (const char* extra : {":b", ":c"}) {
+        auto more = reg.checks.front();
+        more.id = id + extra;
+        more.name = std::string("heartbeat") + extra;
+        reg.checks.push_back(more);
+    }
+    register_service(reg);
+
+    using consul::check_update;
+    std::vector<check_update> batch{
+        check_update{id + ":ttl", check_status::passing, "a is fine"},
+        check_update{id + ":missing", check_status::passing, ""},
+        check_update{"bad\r\nX-Evil: 1", check_status::passing, ""},
+        check_update{id + ":b", check_status::warning, "b is slow"},
+        check_update{id + ":c", check_status::maintenance, ""},
+        check_update{id + ":c", check_status::critical, "c is down"},
+    };
+    auto* dev = target.dev();
+    const auto before = dev ? dev->requests_served() : 0;
+    auto out = call<std::vector<consul::check_update_outcome>>(
+        [&](auto h) { c.agent().async_check_updates(batch, std::move(h)); });
+    ASSERT_FALSE(out.first) << out.first.message();
+    const auto& o = out.second.value;
+    ASSERT_EQ(o.size(), batch.size());
+    EXPECT_FALSE(o[0].error) << o[0].diag.to_string();
+    EXPECT_EQ(o[1].error, consul_errc::not_found);
+    EXPECT_EQ(o[1].diag.http_status(), 404u);
+    EXPECT_EQ(o[2].error, validation_errc::header_injection);
+    EXPECT_NE(o[2].diag.client_message().find("check ID"), std::string::npos);
+    EXPECT_FALSE(o[3].error) << o[3].diag.to_string();
+    EXPECT_EQ(o[4].error, validation_errc::invalid_argument);
+    EXPECT_FALSE(o[5].error) << o[5].diag.to_string();
+    if (dev) {
+        EXPECT_EQ(dev->requests_served(), before + 4);
+        EXPECT_EQ(c.open_connections(0), 1u);
+    }
+
+    auto checks = agent_checks();
+    EXPECT_EQ(checks[id + ":ttl"].status, check_status::passing);
+    EXPECT_EQ(checks[id + ":ttl"].output, "a is fine");
+    EXPECT_EQ(checks[id + ":b"].status, check_status::warning);
+    EXPECT_EQ(checks[id + ":b"].output, "b is slow");
+    EXPECT_EQ(checks[id + ":c"].status, check_status::critical);
+    EXPECT_EQ(checks[id + ":c"].output, "c is down");
+
+    // An empty batch completes with no outcomes and sends nothing.
+    auto [ec, none] = call<std::vector<consul::check_update_outcome>>(
+        [&](auto h) { c.agent().async_check_updates({}, std::move(h)); });
+    EXPECT_FALSE(ec);
+    EXPECT_TRUE(none.value.empty());
+}
+
+// A pipelined connection the agent drops part way: the unanswered updates go out again on a
+// new connection (they are idempotent); an error answer stays that update's alone.
+TEST_F(agent_test, check_updates_survive_a_dropped_connection_and_keep_errors_per_update) {
+    LAKEMESH_NEEDS_DEV(target);
+    const std::string id = svc + "-drop";
+    auto reg = ttl_service(id, check_status::critical);
+    auto more = reg.checks.front();
+    more.id = id + ":b";
+    more.name = "second";
+    reg.checks.push_back(more);
+    register_service(reg);  // leaves one kept-alive connection in the pool
+
+    using consul::check_update;
+    using outcomes = std::vector<consul::check_update_outcome>;
+    auto updates = [&](check_status s, const std::string& output) {
+        return std::vector<check_update>{check_update{id + ":ttl", s, output},
+                                         check_update{id + ":b", s, output}};
+    };
+    target.dev()->fail_next(1, testing::dev_fault::drop_connection);
+    auto [ec, r] = call<outcomes>([&](auto h) {
+        c.agent().async_check_updates(updates(check_status::warning, "w"), std::move(h));
+    });
+    ASSERT_FALSE(ec);
+    ASSERT_EQ(r.value.size(), 2u);
+    EXPECT_FALSE(r.value[0].error) << r.value[0].diag.to_string();
+    EXPECT_FALSE(r.value[1].error) << r.value[1].diag.to_string();
+    auto checks = agent_checks();
+    EXPECT_EQ(checks[id + ":ttl"].status, check_status::warning);
+    EXPECT_EQ(checks[id + ":b"].status, check_status::warning);
+
+    target.dev()->fail_next(1, testing::dev_fault::http_500);
+    auto [ec2, r2] = call<outcomes>([&](auto h) {
+        c.agent().async_check_updates(updates(check_status::passing, "p"), std::move(h));
+    });
+    ASSERT_FALSE(ec2);
+    ASSERT_EQ(r2.value.size(), 2u);
+    EXPECT_EQ(r2.value[0].error, consul_errc::internal_error);
+    EXPECT_NE(r2.value[0].diag.server_message().find("injected fault"), std::string::npos);
+    EXPECT_FALSE(r2.value[1].error) << r2.value[1].diag.to_string();
+    checks = agent_checks();
+    EXPECT_EQ(checks[id + ":ttl"].status, check_status::warning);
+    EXPECT_EQ(checks[id + ":b"].status, check_status::passing);
+
+    // An agent that is gone: every update fails with a transport error, none is lost silently.
+    target.dev()->stop();
+    auto [ec3, r3] = call<outcomes>([&](auto h) {
+        c.agent().async_check_updates(updates(check_status::passing, "p"), std::move(h));
+    });
+    EXPECT_FALSE(ec3);
+    ASSERT_EQ(r3.value.size(), 2u);
+    EXPECT_TRUE(r3.value[0].error);
+    EXPECT_TRUE(r3.value[1].error);
+    EXPECT_TRUE(is_retryable(r3.value[0].error)) << r3.value[0].error.message();
+    target.dev()->start();
+}
+
 TEST_F(agent_test, standalone_check_bound_to_a_service_then_deregistered) {
     const std::string id = svc + "-1";
     register_service(ttl_service(id, check_status::passing));

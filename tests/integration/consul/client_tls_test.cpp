@@ -85,7 +85,16 @@ TEST_F(client_tls, trusted_ca_round_trip) {
     ASSERT_FALSE(get_ec) << get_ec.message() << " " << got.diag.client_message();
     ASSERT_TRUE(got.value.has_value());
     EXPECT_EQ(got.value->value, "secret bytes");
-    // Both calls went over one kept-alive TLS connection.
+    // A pipelined batch over TLS: the agent knows neither check, and says so for each.
+    std::vector<consul::check_update> batch{
+        consul::check_update{key + "-a", consul::check_status::passing, "ok"},
+        consul::check_update{key + "-b", consul::check_status::warning, "slow"}};
+    auto [batch_ec, outcomes] = run([&] { return c.agent().async_check_updates(batch, both); });
+    ASSERT_FALSE(batch_ec) << batch_ec.message();
+    ASSERT_EQ(outcomes.value.size(), 2u);
+    EXPECT_EQ(outcomes.value[0].error, consul_errc::not_found);
+    EXPECT_EQ(outcomes.value[1].error, consul_errc::not_found);
+    // Every call went over one kept-alive TLS connection.
     EXPECT_EQ(c.open_connections(), 1u);
 }
 
