@@ -3,14 +3,16 @@
 //                             [--duration SEC] [--warmup SEC] [--baseline SEC]
 //                             [--dev-consul PATH] [--port P] [--addr HOST:PORT]
 //                             [--refresh-fraction F] [--slack-fraction F] [--max-in-flight N]
+//                             [--per-batch N]
 // Starts `lakemesh-dev-consul -http-port P` as a separate process (unless --addr names a running
 // agent), registers S services carrying N TTL checks in all, each fed by a trivial sync probe
 // every --interval seconds, lets it settle for --warmup seconds, then measures this process's
 // own CPU time (getrusage RUSAGE_SELF, user + system) over --duration seconds. The baseline is
 // the same process idle (io_context, client and an empty scheduler) for --baseline seconds.
 // --refresh-fraction, --slack-fraction and --max-in-flight override scheduler_config's
-// refresh_fraction, timer_slack_fraction and max_updates_in_flight (default: the library's
-// defaults), to compare policies in one build.
+// refresh_fraction, timer_slack_fraction and max_updates_in_flight, and --per-batch overrides
+// max_updates_per_batch (1: no pipelining) (default: the library's defaults), to compare policies
+// in one build.
 #include <lakemesh/consul/client.hpp>
 #include <lakemesh/health/health_scheduler.hpp>
 
@@ -94,6 +96,7 @@ int main(int argc, char** argv) {
     std::optional<double> refresh_fraction;
     std::optional<double> slack_fraction;
     std::optional<std::size_t> max_in_flight;
+    std::optional<std::size_t> per_batch;
     std::string dev_consul =
         (std::filesystem::path(argv[0]).parent_path() / ".." / "lakemesh-dev-consul").string();
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -123,6 +126,8 @@ int main(int argc, char** argv) {
             slack_fraction = std::stod(v);
         } else if (a == "--max-in-flight") {
             max_in_flight = std::stoul(v);
+        } else if (a == "--per-batch") {
+            per_batch = std::stoul(v);
         } else if (a == "--dev-consul") {
             dev_consul = v;
         } else {
@@ -182,6 +187,9 @@ int main(int argc, char** argv) {
     }
     if (slack_fraction) {
         hcfg.timer_slack_fraction = *slack_fraction;
+    }
+    if (per_batch) {
+        hcfg.max_updates_per_batch = *per_batch;
     }
     if (max_in_flight) {
         hcfg.max_updates_in_flight = *max_in_flight;
@@ -251,10 +259,12 @@ int main(int argc, char** argv) {
     run_for(warmup_s);
 
     const auto updates0 = hs.updates_sent();
+    const auto batches0 = hs.update_batches_sent();
     const auto m0 = cpu_sample::now();
     run_for(duration_s);
     const auto m1 = cpu_sample::now();
     const auto updates = hs.updates_sent() - updates0;
+    const auto batches = hs.update_batches_sent() - batches0;
     double load1 = -1;
     if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
         if (std::fscanf(f, "%lf", &load1) != 1) {
@@ -297,16 +307,18 @@ int main(int argc, char** argv) {
 
     std::printf(
         "health ttl load: checks=%zu services=%zu interval=%gs ttl=%gs refresh_fraction=%g "
-        "slack_fraction=%g max_in_flight=%zu settle=%.1fs warmup=%gs\n"
-        "  measured %gs: process cpu %.3f s = %.3f%% of one core, %llu TTL updates (%.0f/s)\n"
+        "slack_fraction=%g max_in_flight=%zu per_batch=%zu settle=%.1fs warmup=%gs\n"
+        "  measured %gs: process cpu %.3f s = %.3f%% of one core, %llu TTL updates (%.0f/s), "
+        "%llu pipelined batches\n"
         "  machine load average (1 min) at the end of the measurement: %.2f\n"
         "  baseline %gs (same process, empty scheduler): %.3f%% of one core\n"
         "  net cost of the checks: %.3f%% of one core\n"
         "  agent after the run: %zu checks held, %zu passing\n"
         "  dev agent process total cpu (whole run, informative): %.1f s\n",
         checks, services, interval_s, ttl_s, hcfg.refresh_fraction, hcfg.timer_slack_fraction,
-        hcfg.max_updates_in_flight, settle_s, warmup_s, duration_s, m1.cpu - m0.cpu, load_pct,
-        static_cast<unsigned long long>(updates), double(updates) / duration_s, load1, baseline_s,
+        hcfg.max_updates_in_flight, hcfg.max_updates_per_batch, settle_s, warmup_s, duration_s,
+        m1.cpu - m0.cpu, load_pct, static_cast<unsigned long long>(updates),
+        double(updates) / duration_s, static_cast<unsigned long long>(batches), load1, baseline_s,
         baseline_pct, load_pct - baseline_pct, held, passing, agent_cpu);
     return held == checks && passing == checks ? 0 : 1;
 }

@@ -397,6 +397,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::size_t service_count() const noexcept { return services_.size(); }
     std::uint64_t repairs() const noexcept { return repairs_; }
     std::uint64_t updates_sent() const noexcept { return updates_sent_; }
+    std::uint64_t update_batches_sent() const noexcept { return update_batches_sent_; }
     const executor_type& executor() const noexcept { return ex_; }
 
   private:
@@ -767,41 +768,98 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
         std::string output;
     };
 
+    /// Queues an update; the queue is flushed once the current event has been handled, so that
+    /// the updates asked for by one timer wake-up go out together in batches.
     void send_push(check_state& cs, status s, std::string output) {
-        if (cfg_.max_updates_in_flight > 0 && updates_in_flight_ >= cfg_.max_updates_in_flight) {
-            // The state machine counts it as in flight already; it goes out when a slot frees.
-            queued_pushes_.push_back(queued_push{cs.handle, s, std::move(output)});
-            return;
+        queued_pushes_.push_back(queued_push{cs.handle, s, std::move(output)});
+        if (!flush_posted_) {
+            flush_posted_ = true;
+            asio::post(ex_, [weak = weak_from_this()] {
+                if (auto self = weak.lock()) {
+                    self->flush_posted_ = false;
+                    self->start_queued_pushes();
+                }
+            });
         }
-        start_push(cs, s, std::move(output));
     }
 
-    void start_push(check_state& cs, status s, std::string output) {
-        ++updates_sent_;
-        ++updates_in_flight_;
-        agent_.async_check_update(id_of(cs), to_consul(s), std::move(output),
-                                  [self = shared_from_this(), h = cs.handle](
-                                      error_code ec, consul::result<std::monostate> r) {
-                                      self->on_push_done(h, ec, r.diag);
-                                  });
-    }
-
-    /// Starts queued updates while slots are free; those of removed checks are dropped.
+    /// Starts queued updates while slots are free, up to max_updates_per_batch pipelined in one
+    /// request batch; those of removed checks are dropped.
     void start_queued_pushes() {
-        while (
-            !stopped_ && !queued_pushes_.empty() &&
-            (cfg_.max_updates_in_flight == 0 || updates_in_flight_ < cfg_.max_updates_in_flight)) {
-            auto next = std::move(queued_pushes_.front());
-            queued_pushes_.pop_front();
-            if (auto* cs = find(next.check)) {
-                start_push(*cs, next.state, std::move(next.output));
+        const std::size_t per_batch = std::max<std::size_t>(cfg_.max_updates_per_batch, 1);
+        while (!stopped_ && !queued_pushes_.empty()) {
+            std::size_t room = queued_pushes_.size();
+            if (cfg_.max_updates_in_flight > 0) {
+                if (updates_in_flight_ >= cfg_.max_updates_in_flight) {
+                    return;
+                }
+                room = std::min(room, cfg_.max_updates_in_flight - updates_in_flight_);
+            }
+            room = std::min(room, per_batch);
+            std::vector<consul::check_update> batch;
+            std::vector<check_handle> handles;
+            batch.reserve(room);
+            handles.reserve(room);
+            while (batch.size() < room && !queued_pushes_.empty()) {
+                auto next = std::move(queued_pushes_.front());
+                queued_pushes_.pop_front();
+                if (auto* cs = find(next.check)) {
+                    batch.push_back(consul::check_update{id_of(*cs), to_consul(next.state),
+                                                         std::move(next.output)});
+                    handles.push_back(next.check);
+                }
+            }
+            if (batch.size() == 1) {
+                start_push(handles.front(), std::move(batch.front()));
+            } else if (!batch.empty()) {
+                start_batch(std::move(handles), std::move(batch));
             }
         }
     }
 
-    void on_push_done(check_handle h, error_code ec, const diagnostics& diag) {
-        --updates_in_flight_;
+    void start_push(check_handle h, consul::check_update u) {
+        ++updates_sent_;
+        ++updates_in_flight_;
+        agent_.async_check_update(
+            std::move(u.check_id), u.status, std::move(u.output),
+            [self = shared_from_this(), h](error_code ec, consul::result<std::monostate> r) {
+                --self->updates_in_flight_;
+                self->on_push_done(h, ec, r.diag);
+                self->after_pushes();
+            });
+    }
+
+    void start_batch(std::vector<check_handle> handles, std::vector<consul::check_update> batch) {
+        const std::size_t k = batch.size();
+        updates_sent_ += k;
+        updates_in_flight_ += k;
+        ++update_batches_sent_;
+        agent_.async_check_updates(
+            std::move(batch),
+            [self = shared_from_this(), handles = std::move(handles)](
+                error_code ec, consul::result<std::vector<consul::check_update_outcome>> r) {
+                self->updates_in_flight_ -= handles.size();
+                for (std::size_t i = 0; i < handles.size(); ++i) {
+                    if (i < r.value.size()) {
+                        self->on_push_done(handles[i], r.value[i].error, r.value[i].diag);
+                    } else {
+                        self->on_push_done(handles[i],
+                                           ec ? ec : error_code(asio::error::operation_aborted),
+                                           r.diag);
+                    }
+                }
+                self->after_pushes();
+            });
+    }
+
+    /// After the outcomes of a request: queued updates take the freed slots, the timer follows
+    /// the state machines' new wake times.
+    void after_pushes() {
         start_queued_pushes();
+        arm_timer();
+    }
+
+    void on_push_done(check_handle h, error_code ec, const diagnostics& diag) {
         auto* cs = find(h);
         if (stopped_ || cs == nullptr) {
             return;
@@ -830,7 +888,6 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
             }
         }
         after_event(*cs);
-        arm_timer();
     }
 
     // ---------------------------------------------------------------- registration
@@ -1252,6 +1309,9 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
     std::uint64_t updates_sent_ = 0;
     std::size_t updates_in_flight_ = 0;
     std::deque<queued_push> queued_pushes_;
+    /// A flush of queued_pushes_ is posted.
+    bool flush_posted_ = false;
+    std::uint64_t update_batches_sent_ = 0;
 };
 
 // ------------------------------------------------------------------ public shell
@@ -1318,6 +1378,10 @@ std::uint64_t health_scheduler::repairs() const noexcept {
 }
 std::uint64_t health_scheduler::updates_sent() const noexcept {
     return impl_->updates_sent();
+}
+
+std::uint64_t health_scheduler::update_batches_sent() const noexcept {
+    return impl_->update_batches_sent();
 }
 
 void health_scheduler::start_stop(boost::asio::any_completion_handler<void(error_code)> handler) {

@@ -176,7 +176,13 @@ struct scheduler_config {
     /// for. Refreshes come due in bursts (one timer wake-up handles many checks), and a burst
     /// larger than the client's connection pool would otherwise wait inside the client, one
     /// timer and one suspended request each. Zero: no limit.
-    std::size_t max_updates_in_flight = 8;
+    std::size_t max_updates_in_flight = 64;
+    /// TTL updates sent together as one pipelined batch on one connection
+    /// (agent_api::async_check_updates): the updates asked for while handling one event (a timer
+    /// wake-up handles many checks) go out in batches of up to this many, one write and about
+    /// one wake-up each instead of one per update. 1: every update its own request, for an
+    /// agent reached through an intermediary that does not handle HTTP/1.1 pipelining.
+    std::size_t max_updates_per_batch = 32;
     /// Back-off of failed TTL updates and failed registrations: the ceiling starts at base and
     /// doubles per consecutive failure up to cap; the delay is uniform in [ceiling/2, ceiling].
     std::chrono::milliseconds backoff_base{250};
@@ -249,6 +255,8 @@ class health_scheduler {
     std::uint64_t repairs() const noexcept;
     /// TTL updates (PUT /v1/agent/check/update) sent so far, answered or not.
     std::uint64_t updates_sent() const noexcept;
+    /// Pipelined batches among them (each counted in updates_sent() once per update).
+    std::uint64_t update_batches_sent() const noexcept;
 
     /// Graceful stop: stops every probe and timer, deregisters every service this process
     /// registered (waiting for registrations in flight first), then completes. Afterwards the

@@ -197,6 +197,48 @@ TEST_F(health_scheduler_test, updates_beyond_the_in_flight_limit_wait_and_all_ar
     stop(hs);
 }
 
+// Updates asked for in one timer wake-up go out together as pipelined batches, and every status
+// still reaches the agent; with max_updates_per_batch = 1 none is batched.
+TEST_F(health_scheduler_test, updates_due_together_go_out_in_pipelined_batches) {
+    for (std::size_t per_batch : {std::size_t{32}, std::size_t{1}}) {
+        auto cfg = config();
+        cfg.timer_slack_fraction = 0.1;  // one wake-up per 100 ms of the 1 s interval
+        cfg.max_updates_per_batch = per_batch;
+        health_scheduler hs(io, c, cfg);
+        const std::string id = svc + "-batched-" + std::to_string(per_batch);
+        auto state = std::make_shared<status>(status::passing);
+        std::vector<health::service_check> checks;
+        constexpr int count = 40;
+        for (int i = 0; i < count; ++i) {
+            checks.emplace_back(sync_check(id + ":" + std::to_string(i), [state] {
+                return probe_result{*state, *state == status::passing ? "up" : "degraded"};
+            }));
+        }
+        ASSERT_FALSE(hs.register_service(definition(id, std::move(checks))));
+        auto all_are = [&](const char* st, const char* output) {
+            for (int i = 0; i < count; ++i) {
+                if (!check_is(id + ":" + std::to_string(i), st, output)) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        ASSERT_TRUE(run_until([&] { return all_are("passing", "up"); }));
+        *state = status::critical;
+        ASSERT_TRUE(run_until([&] { return all_are("critical", "degraded"); }));
+        EXPECT_GE(hs.updates_sent(), 2u * count);
+        if (per_batch == 1) {
+            EXPECT_EQ(hs.update_batches_sent(), 0u);
+        } else {
+            // 40 checks firing over 10 wake-ups per interval cannot all land in wake-ups of
+            // their own; each batch carries at least two updates.
+            EXPECT_GT(hs.update_batches_sent(), 0u);
+            EXPECT_LE(hs.update_batches_sent() * 2, hs.updates_sent());
+        }
+        stop(hs);
+    }
+}
+
 TEST_F(health_scheduler_test, register_is_idempotent_and_keeps_status) {
     health_scheduler hs(io, c, config());
     const std::string id = svc + "-idem";
