@@ -62,6 +62,13 @@ std::vector<std::string> read_requests(tcp::socket& s, std::size_t count) {
     return lines;
 }
 
+/// Holds the connection open until the client closes it.
+void wait_for_close(tcp::socket& s) {
+    char byte;
+    boost::system::error_code ec;
+    s.read_some(asio::buffer(&byte, 1), ec);
+}
+
 std::string answer(unsigned status, const std::string& body, bool close = false) {
     std::string reason = status == 200 ? "OK" : "Error";
     std::string a =
@@ -116,10 +123,7 @@ TEST_F(pipeline_test, all_requests_arrive_before_the_first_answer_and_answers_ma
                                     answer(404, "CheckID \"c1\" does not have associated TTL") +
                                     answer(200, "");
         asio::write(s, asio::buffer(answers));
-        // The connection stays open: the client keeps it for the next batch.
-        char byte;
-        boost::system::error_code ec;
-        s.read_some(asio::buffer(&byte, 1), ec);
+        wait_for_close(s);  // the client keeps the connection for the next batch
     });
     auto c = make_client();
     auto [ec, r] = run_batch(c, updates(3));
@@ -154,9 +158,7 @@ TEST_F(pipeline_test, unanswered_requests_go_out_again_when_the_server_closes_pa
         second = read_requests(s, 3);
         const std::string answers = answer(200, "") + answer(500, "rpc error") + answer(200, "");
         asio::write(s, asio::buffer(answers));
-        char byte;
-        boost::system::error_code ec;
-        s.read_some(asio::buffer(&byte, 1), ec);
+        wait_for_close(s);
     });
     auto c = make_client();
     auto [ec, r] = run_batch(c, updates(4));

@@ -97,6 +97,40 @@ class health_scheduler_test : public typed_client_fixture {
         auto c = agent_check(id);
         return c && (*c)["Status"] == st && (output.empty() || (*c)["Output"] == output);
     }
+    static constexpr int flip_count = 40;
+    /// Registers service `id` with flip_count sync checks sharing one status, waits until the
+    /// agent shows them all passing, flips them to `to` and waits until it shows that too.
+    bool flip_all(health_scheduler& hs, const std::string& id, status to, const char* to_name) {
+        auto state = std::make_shared<status>(status::passing);
+        std::vector<health::service_check> checks;
+        for (int i = 0; i < flip_count; ++i) {
+            checks.emplace_back(sync_check(id + ":" + std::to_string(i), [state] {
+                return probe_result{*state, *state == status::passing ? "up" : "degraded"};
+            }));
+        }
+        if (hs.register_service(definition(id, std::move(checks)))) {
+            ADD_FAILURE() << "register_service(" << id << ") refused";
+            return false;
+        }
+        auto all_are = [&](const char* st, const char* output) {
+            for (int i = 0; i < flip_count; ++i) {
+                if (!check_is(id + ":" + std::to_string(i), st, output)) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        if (!run_until([&] { return all_are("passing", "up"); })) {
+            ADD_FAILURE() << "not all passing";
+            return false;
+        }
+        *state = to;
+        if (!run_until([&] { return all_are(to_name, "degraded"); })) {
+            ADD_FAILURE() << "not all " << to_name;
+            return false;
+        }
+        return true;
+    }
     bool check_output_contains(const std::string& id, const std::string& st,
                                const std::string& part) {
         auto c = agent_check(id);
@@ -172,28 +206,8 @@ TEST_F(health_scheduler_test, updates_beyond_the_in_flight_limit_wait_and_all_ar
     auto cfg = config();
     cfg.max_updates_in_flight = 1;
     health_scheduler hs(io, c, cfg);
-    const std::string id = svc + "-burst";
-    auto state = std::make_shared<status>(status::passing);
-    std::vector<health::service_check> checks;
-    constexpr int count = 40;
-    for (int i = 0; i < count; ++i) {
-        checks.emplace_back(sync_check(id + ":" + std::to_string(i), [state] {
-            return probe_result{*state, *state == status::passing ? "up" : "degraded"};
-        }));
-    }
-    ASSERT_FALSE(hs.register_service(definition(id, std::move(checks))));
-    auto all_are = [&](const char* st, const char* output) {
-        for (int i = 0; i < count; ++i) {
-            if (!check_is(id + ":" + std::to_string(i), st, output)) {
-                return false;
-            }
-        }
-        return true;
-    };
-    ASSERT_TRUE(run_until([&] { return all_are("passing", "up"); }));
-    *state = status::warning;
-    ASSERT_TRUE(run_until([&] { return all_are("warning", "degraded"); }));
-    EXPECT_GE(hs.updates_sent(), 2u * count);
+    ASSERT_TRUE(flip_all(hs, svc + "-burst", status::warning, "warning"));
+    EXPECT_GE(hs.updates_sent(), 2u * flip_count);
     stop(hs);
 }
 
@@ -205,28 +219,9 @@ TEST_F(health_scheduler_test, updates_due_together_go_out_in_pipelined_batches) 
         cfg.timer_slack_fraction = 0.1;  // one wake-up per 100 ms of the 1 s interval
         cfg.max_updates_per_batch = per_batch;
         health_scheduler hs(io, c, cfg);
-        const std::string id = svc + "-batched-" + std::to_string(per_batch);
-        auto state = std::make_shared<status>(status::passing);
-        std::vector<health::service_check> checks;
-        constexpr int count = 40;
-        for (int i = 0; i < count; ++i) {
-            checks.emplace_back(sync_check(id + ":" + std::to_string(i), [state] {
-                return probe_result{*state, *state == status::passing ? "up" : "degraded"};
-            }));
-        }
-        ASSERT_FALSE(hs.register_service(definition(id, std::move(checks))));
-        auto all_are = [&](const char* st, const char* output) {
-            for (int i = 0; i < count; ++i) {
-                if (!check_is(id + ":" + std::to_string(i), st, output)) {
-                    return false;
-                }
-            }
-            return true;
-        };
-        ASSERT_TRUE(run_until([&] { return all_are("passing", "up"); }));
-        *state = status::critical;
-        ASSERT_TRUE(run_until([&] { return all_are("critical", "degraded"); }));
-        EXPECT_GE(hs.updates_sent(), 2u * count);
+        ASSERT_TRUE(flip_all(hs, svc + "-batched-" + std::to_string(per_batch), status::critical,
+                             "critical"));
+        EXPECT_GE(hs.updates_sent(), 2u * flip_count);
         if (per_batch == 1) {
             EXPECT_EQ(hs.update_batches_sent(), 0u);
         } else {
