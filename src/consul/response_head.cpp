@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cstring>
 #include <limits>
 
 namespace lakemesh::consul::detail {
@@ -85,18 +87,28 @@ bool is(char c, char_class k) {
     return (classes[static_cast<unsigned char>(c)] & k) != 0;
 }
 
-/// `name` (token characters) equals `lower` (lowercase letters and '-') ignoring case: for token
-/// characters, setting bit 0x20 maps only the capital letters onto other characters.
+std::uint64_t load8(const char* p) {
+    std::uint64_t x;
+    std::memcpy(&x, p, 8);
+    return x;
+}
+
+/// `name` (token characters) equals `lower` (lowercase letters and '-', at least 8 bytes)
+/// ignoring case: for token characters, setting bit 0x20 maps only the capital letters onto other
+/// characters. Eight bytes at a time, the last eight overlapping the ones before.
 bool name_is(std::string_view name, std::string_view lower) {
+    constexpr std::uint64_t case_bits = 0x2020202020202020u;
     if (name.size() != lower.size()) {
         return false;
     }
-    for (std::size_t i = 0; i < name.size(); ++i) {
-        if ((static_cast<unsigned char>(name[i]) | 0x20u) != static_cast<unsigned char>(lower[i])) {
+    std::size_t i = 0;
+    for (; i + 8 < name.size(); i += 8) {
+        if ((load8(name.data() + i) | case_bits) != load8(lower.data() + i)) {
             return false;
         }
     }
-    return true;
+    i = name.size() - 8;
+    return (load8(name.data() + i) | case_bits) == load8(lower.data() + i);
 }
 
 /// A decimal as Beast's parse_dec reads a Content-Length: digits only, within 64 bits.
@@ -121,6 +133,52 @@ bool parse_length(std::string_view v, std::uint64_t& out) {
 
 bool is_ows(char c) {
     return c == ' ' || c == '\t';
+}
+
+/// The first byte in [p, end) that is not `text`, or end. Eight bytes at a time: the lowest
+/// byte below 0x20 or equal to 0x7f in a word is found exactly (no borrow reaches it from below),
+/// and bytes from 0x80 up are never flagged.
+const char* skip_text(const char* p, const char* end) {
+    constexpr std::uint64_t ones = 0x0101010101010101u;
+    constexpr std::uint64_t highs = 0x8080808080808080u;
+    while (end - p >= 8) {
+        const std::uint64_t x = load8(p);
+        const std::uint64_t del = x ^ (ones * 0x7f);
+        const std::uint64_t flagged = (((x - ones * 0x20) & ~x) | ((del - ones) & ~del)) & highs;
+        if (flagged == 0) {
+            p += 8;
+            continue;
+        }
+        if constexpr (std::endian::native == std::endian::little) {
+            p += std::countr_zero(flagged) / 8;
+            if (*p != '\t') {
+                return p;
+            }
+            ++p;  // HT is text
+        } else {
+            break;
+        }
+    }
+    while (p != end && is(*p, text)) {
+        ++p;
+    }
+    return p;
+}
+
+/// The first byte in [p, end) that is not a token character, or end.
+const char* skip_token(const char* p, const char* end) {
+    while (end - p >= 8) {
+        for (int i = 0; i < 8; ++i) {
+            if (!is(p[i], token)) {
+                return p + i;
+            }
+        }
+        p += 8;
+    }
+    while (p != end && is(*p, token)) {
+        ++p;
+    }
+    return p;
 }
 
 }  // namespace
@@ -165,9 +223,7 @@ head_parse parse_response_head(std::string_view bytes, response_head& head) {
         return head_parse::not_simple;
     }
     head.status = status;
-    while (p != end && is(*p, text)) {
-        ++p;
-    }
+    p = skip_text(p, end);
     if (p == end || (*p == '\r' && p + 1 == end)) {
         return more;
     }
@@ -193,9 +249,7 @@ head_parse parse_response_head(std::string_view bytes, response_head& head) {
         }
         // field-line = field-name ":" OWS field-value OWS CRLF
         const char* const name_first = p;
-        while (p != end && is(*p, token)) {
-            ++p;
-        }
+        p = skip_token(p, end);
         if (p == end) {
             return more;
         }
@@ -208,9 +262,7 @@ head_parse parse_response_head(std::string_view bytes, response_head& head) {
             ++p;
         }
         const char* const value_first = p;
-        while (p != end && is(*p, text)) {
-            ++p;
-        }
+        p = skip_text(p, end);
         if (p == end || (*p == '\r' && p + 1 == end)) {
             return more;
         }
@@ -231,7 +283,7 @@ head_parse parse_response_head(std::string_view bytes, response_head& head) {
 
         switch (name.size()) {
             case 7:
-                if (name_is(name, "upgrade")) {
+                if (beast::iequals(name, "upgrade")) {
                     return head_parse::not_simple;
                 }
                 break;

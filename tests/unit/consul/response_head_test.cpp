@@ -8,6 +8,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <cctype>
 #include <string>
 #include <string_view>
 
@@ -263,6 +264,49 @@ TEST(response_head, beast_rejects_or_reads_otherwise_what_is_not_simple) {
     const auto folded =
         read_with_beast(ok_with("X-Consul-Index: 1\r\n 2\r\nContent-Length: 0\r\n"));
     EXPECT_EQ(folded.answer.index, "1 2");
+}
+
+TEST(response_head, special_bytes_at_every_offset_of_names_and_values) {
+    // The scans go eight bytes at a time: put each odd byte at each place in a word.
+    const std::string specials[] = {
+        "\t", "\x7f", std::string(1, '\0'), "\x1f", "\r", "\n", "\x80", "\xff", " ", ":", "(", "@"};
+    for (std::size_t at = 0; at < 20; ++at) {
+        for (const auto& special : specials) {
+            const std::string text = std::string(at, 'v') + special + "vvvvvvvvv";
+            SCOPED_TRACE(testing::PrintToString(text));
+            // In a value: agreement whatever the verdict, and inner bytes kept exactly.
+            const std::string in_value =
+                ok_with("X-Consul-Index: " + text + "\r\nContent-Length: 0\r\n");
+            if (differential(in_value) == head_parse::simple && at != 0) {
+                response_head head;
+                parse_response_head(in_value, head);
+                ASSERT_TRUE(head.index);
+                EXPECT_EQ(*head.index, text);
+            }
+            // In a name.
+            differential(ok_with(text + ": 1\r\nContent-Length: 0\r\n"));
+        }
+    }
+}
+
+TEST(response_head, names_match_in_any_case_and_only_in_full) {
+    const std::string name = "X-Consul-KnownLeader";
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        std::string flipped = name;
+        flipped[i] = static_cast<char>(std::isupper(static_cast<unsigned char>(flipped[i]))
+                                           ? std::tolower(static_cast<unsigned char>(flipped[i]))
+                                           : std::toupper(static_cast<unsigned char>(flipped[i])));
+        std::string changed = name;
+        changed[i] = changed[i] == '-' ? '_' : 'q';
+        for (const auto& n : {flipped, changed}) {
+            SCOPED_TRACE(n);
+            const std::string bytes = ok_with(n + ": true\r\nContent-Length: 0\r\n");
+            ASSERT_EQ(differential(bytes), head_parse::simple);
+            response_head head;
+            parse_response_head(bytes, head);
+            EXPECT_EQ(head.known_leader.has_value(), n == flipped);
+        }
+    }
 }
 
 TEST(response_head, head_limit_boundary) {
