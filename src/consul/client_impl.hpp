@@ -127,6 +127,7 @@ http_call write_call(const client_impl& impl, boost::beast::http::verb method,
 /// returning awaitable<error_code>: the second keeps the result in storage the operation owns,
 /// where it stays until it is moved into the handler, rather than moving it out of each
 /// coroutine frame, through co_spawn and its dispatch (about a dozen moves of every string in it).
+/// Such a body is called once, so it may move its captures out.
 ///
 /// The caller's slot is not handed to co_spawn directly: co_spawn would leave its own
 /// cancellation handler installed in that slot after completing, and a caller that starts its
@@ -145,9 +146,13 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
     struct signal_state {
         asio::cancellation_signal signal;
     };
+    // The body lives here too rather than in co_spawn's function object, which co_spawn moves
+    // several times before running it.
     struct result_state {
+        explicit result_state(Body&& b) : body(std::move(b)) {}
         asio::cancellation_signal signal;
         result<T> out;
+        Body body;
     };
     using op_state = std::conditional_t<owned_result, result_state, signal_state>;
     auto ex = impl->net->executor();
@@ -156,12 +161,12 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
     // allocated.
     std::shared_ptr<op_state> state;
     if constexpr (owned_result) {
-        state = std::make_shared<op_state>();
+        state = std::make_shared<op_state>(std::move(body));
     }
     asio::cancellation_slot signal_slot;
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) {
-        if (!state) {
+        if constexpr (!owned_result) {
             state = std::make_shared<op_state>();
         }
         signal_slot = state->signal.slot();
@@ -171,9 +176,9 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
     if constexpr (owned_result) {
         asio::co_spawn(
             ex,
-            // The body object lives in co_spawn's frame, so holding the state here keeps the
-            // signal and the result the body writes alive as long as that frame.
-            [body = std::move(body), state]() mutable { return body(state->out); },
+            // co_spawn's frame holds the state, and with it the signal and the result the body
+            // writes, as long as it runs.
+            [state] { return state->body(state->out); },
             asio::bind_executor(
                 handler_ex, asio::bind_cancellation_slot(
                                 signal_slot, [h = std::move(handler), slot, state](

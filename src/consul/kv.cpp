@@ -313,9 +313,9 @@ void run_kv_get(std::shared_ptr<client_impl> impl, std::string key, query_option
                 handler_t<std::optional<kv_pair>> h) {
     run_operation<std::optional<kv_pair>>(
         impl, std::move(h),
-        [impl, key = std::move(key), q = std::move(q)](result<std::optional<kv_pair>>& r) {
+        [impl, key = std::move(key), q = std::move(q)](result<std::optional<kv_pair>>& r) mutable {
             return kv_read<std::optional<kv_pair>>(
-                impl, key, {}, q, false,
+                std::move(impl), std::move(key), {}, std::move(q), false,
                 [](const std::string& body, std::optional<kv_pair>& out, diagnostics& diag) {
                     std::vector<kv_pair> v;
                     if (auto ec = decode_kv_entries(body, v, diag)) {
