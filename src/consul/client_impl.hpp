@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -120,8 +121,13 @@ http_call read_call(const client_impl& impl, std::string_view path, params_t par
 http_call write_call(const client_impl& impl, boost::beast::http::verb method,
                      std::string_view path, params_t params, std::string body, bool idempotent);
 
-/// Runs `body` (a callable returning awaitable<std::pair<error_code, result<T>>>) as one
-/// operation and completes `handler` on its associated executor, honouring its cancellation slot.
+/// Runs `body` as one operation and completes `handler` on its associated executor, honouring
+/// its cancellation slot. `body` is either a callable returning
+/// awaitable<std::pair<error_code, result<T>>>, or one taking a `result<T>&` to fill and
+/// returning awaitable<error_code>: the second keeps the result in storage the operation owns,
+/// where it stays until it is moved into the handler, rather than moving it out of each
+/// coroutine frame, through co_spawn and its dispatch (about a dozen moves of every string in it).
+/// Such a body is called once, so it may move its captures out.
 ///
 /// The caller's slot is not handed to co_spawn directly: co_spawn would leave its own
 /// cancellation handler installed in that slot after completing, and a caller that starts its
@@ -136,42 +142,82 @@ http_call write_call(const client_impl& impl, boost::beast::http::verb method,
 template <class T, class Body>
 void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handler, Body body) {
     namespace asio = boost::asio;
-    struct op_state {
+    constexpr bool owned_result = std::is_invocable_v<Body&, result<T>&>;
+    struct signal_state {
         asio::cancellation_signal signal;
     };
+    // The body lives here too rather than in co_spawn's function object, which co_spawn moves
+    // several times before running it.
+    struct result_state {
+        explicit result_state(Body&& b) : body(std::move(b)) {}
+        asio::cancellation_signal signal;
+        result<T> out;
+        Body body;
+    };
+    using op_state = std::conditional_t<owned_result, result_state, signal_state>;
     auto ex = impl->net->executor();
     // Without a caller's slot there is nothing to forward: co_spawn gets an unconnected slot and
-    // installs no cancellation handler, and no signal is allocated.
+    // installs no cancellation handler, and (for a body returning its result) nothing is
+    // allocated.
     std::shared_ptr<op_state> state;
+    if constexpr (owned_result) {
+        state = std::make_shared<op_state>(std::move(body));
+    }
     asio::cancellation_slot signal_slot;
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) {
-        state = std::make_shared<op_state>();
+        if constexpr (!owned_result) {
+            state = std::make_shared<op_state>();
+        }
         signal_slot = state->signal.slot();
         slot.assign([state](asio::cancellation_type type) { state->signal.emit(type); });
     }
     auto handler_ex = asio::get_associated_executor(handler, ex);
-    asio::co_spawn(
-        ex,
-        // The body object lives in co_spawn's frame, so holding the state here keeps the signal
-        // (where co_spawn installed its cancellation handler) alive as long as that frame.
-        [body = std::move(body), state]() mutable { return body(); },
-        asio::bind_executor(
-            handler_ex,
-            asio::bind_cancellation_slot(
-                signal_slot, [h = std::move(handler), slot](
-                                 std::exception_ptr e, std::pair<error_code, result<T>> r) mutable {
-                    if (e) {
-                        // Only std::bad_alloc can get here; report it as an error code rather
-                        // than letting an exception escape a handler.
-                        r.first = make_error_code(boost::system::errc::not_enough_memory);
-                        r.second.diag.set_client_message("out of memory");
-                    }
-                    if (slot.is_connected()) {
-                        slot.clear();
-                    }
-                    std::move(h)(r.first, std::move(r.second));
-                })));
+    if constexpr (owned_result) {
+        asio::co_spawn(
+            ex,
+            // co_spawn's frame holds the state, and with it the signal and the result the body
+            // writes, as long as it runs.
+            [state] { return state->body(state->out); },
+            asio::bind_executor(
+                handler_ex, asio::bind_cancellation_slot(
+                                signal_slot, [h = std::move(handler), slot, state](
+                                                 std::exception_ptr e, error_code ec) mutable {
+                                    if (e) {
+                                        // Only std::bad_alloc can get here; report it as an error
+                                        // code rather than letting an exception escape a handler.
+                                        ec =
+                                            make_error_code(boost::system::errc::not_enough_memory);
+                                        state->out.diag.set_client_message("out of memory");
+                                    }
+                                    if (slot.is_connected()) {
+                                        slot.clear();
+                                    }
+                                    std::move(h)(ec, std::move(state->out));
+                                })));
+    } else {
+        asio::co_spawn(
+            ex,
+            // The body object lives in co_spawn's frame, so holding the state here keeps the
+            // signal (where co_spawn installed its cancellation handler) alive as long as that
+            // frame.
+            [body = std::move(body), state]() mutable { return body(); },
+            asio::bind_executor(
+                handler_ex, asio::bind_cancellation_slot(
+                                signal_slot, [h = std::move(handler), slot](
+                                                 std::exception_ptr e,
+                                                 std::pair<error_code, result<T>> r) mutable {
+                                    if (e) {
+                                        r.first =
+                                            make_error_code(boost::system::errc::not_enough_memory);
+                                        r.second.diag.set_client_message("out of memory");
+                                    }
+                                    if (slot.is_connected()) {
+                                        slot.clear();
+                                    }
+                                    std::move(h)(r.first, std::move(r.second));
+                                })));
+    }
 }
 
 }  // namespace lakemesh::consul::detail

@@ -238,18 +238,17 @@ error_code decode_bool(const std::string& body, bool& out, diagnostics& diag) {
 
 namespace {
 
-/// A KV read: 404 means "no such key", which is an empty answer rather than an error.
+/// A KV read: 404 means "no such key", which is an empty answer rather than an error. Fills
+/// `r`, which the operation owns.
 template <class T, class Decode>
-asio::awaitable<std::pair<error_code, result<T>>> kv_read(std::shared_ptr<client_impl> impl,
-                                                          std::string key, params_t params,
-                                                          query_options q, bool allow_empty_key,
-                                                          Decode decode) {
-    result<T> r;
+asio::awaitable<error_code> kv_read(std::shared_ptr<client_impl> impl, std::string key,
+                                    params_t params, query_options q, bool allow_empty_key,
+                                    Decode decode, result<T>& r) {
     if (auto ec = validate_key(key, r.diag, allow_empty_key)) {
-        co_return std::pair{ec, std::move(r)};
+        co_return ec;
     }
     if (auto ec = validate_text("filter", q.filter, r.diag)) {
-        co_return std::pair{ec, std::move(r)};
+        co_return ec;
     }
     impl->add_query_params(params, q);
     http_call call;
@@ -259,19 +258,19 @@ asio::awaitable<std::pair<error_code, result<T>>> kv_read(std::shared_ptr<client
     auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
     r.meta = a.meta;
     if (ec) {
-        co_return std::pair{ec, std::move(r)};
+        co_return ec;
     }
     if (a.status == 404) {
-        co_return std::pair{error_code{}, std::move(r)};
+        co_return error_code{};
     }
     if ((ec = client_impl::check_status(a, r.diag))) {
-        co_return std::pair{ec, std::move(r)};
+        co_return ec;
     }
     ec = decode(a.body, r.value, r.diag);
     if (ec) {
         r.value = T{};
     }
-    co_return std::pair{ec, std::move(r)};
+    co_return ec;
 }
 
 asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<client_impl> impl,
@@ -313,9 +312,10 @@ asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<cl
 void run_kv_get(std::shared_ptr<client_impl> impl, std::string key, query_options q,
                 handler_t<std::optional<kv_pair>> h) {
     run_operation<std::optional<kv_pair>>(
-        impl, std::move(h), [impl, key = std::move(key), q = std::move(q)] {
+        impl, std::move(h),
+        [impl, key = std::move(key), q = std::move(q)](result<std::optional<kv_pair>>& r) mutable {
             return kv_read<std::optional<kv_pair>>(
-                impl, key, {}, q, false,
+                std::move(impl), std::move(key), {}, std::move(q), false,
                 [](const std::string& body, std::optional<kv_pair>& out, diagnostics& diag) {
                     std::vector<kv_pair> v;
                     if (auto ec = decode_kv_entries(body, v, diag)) {
@@ -328,16 +328,18 @@ void run_kv_get(std::shared_ptr<client_impl> impl, std::string key, query_option
                     }
                     out = std::move(v.front());
                     return error_code{};
-                });
+                },
+                r);
         });
 }
 
 void run_kv_list(std::shared_ptr<client_impl> impl, std::string prefix, query_options q,
                  handler_t<std::vector<kv_pair>> h) {
     run_operation<std::vector<kv_pair>>(
-        impl, std::move(h), [impl, prefix = std::move(prefix), q = std::move(q)] {
+        impl, std::move(h),
+        [impl, prefix = std::move(prefix), q = std::move(q)](result<std::vector<kv_pair>>& out) {
             return kv_read<std::vector<kv_pair>>(impl, prefix, {{"recurse", ""}}, q, true,
-                                                 decode_kv_entries);
+                                                 decode_kv_entries, out);
         });
 }
 
@@ -345,13 +347,14 @@ void run_kv_keys(std::shared_ptr<client_impl> impl, std::string prefix, std::str
                  query_options q, handler_t<std::vector<std::string>> h) {
     run_operation<std::vector<std::string>>(
         impl, std::move(h),
-        [impl, prefix = std::move(prefix), sep = std::move(separator), q = std::move(q)] {
+        [impl, prefix = std::move(prefix), sep = std::move(separator),
+         q = std::move(q)](result<std::vector<std::string>>& out) {
             params_t params{{"keys", ""}};
             if (!sep.empty()) {
                 params.emplace_back("separator", sep);
             }
             return kv_read<std::vector<std::string>>(impl, prefix, std::move(params), q, true,
-                                                     decode_string_array);
+                                                     decode_string_array, out);
         });
 }
 

@@ -1,9 +1,11 @@
 #include "transport.hpp"
 
 #include "meta_codec.hpp"
+#include "response_head.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -16,6 +18,7 @@
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http.hpp>
 
 #include <openssl/err.h>
@@ -25,6 +28,7 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <type_traits>
@@ -116,62 +120,6 @@ struct connection : std::enable_shared_from_this<connection> {
             self->arm(self->deadline);
         });
     }
-};
-
-/// Parses a response keeping only what the client uses: status, body and the X-Consul-*
-/// headers. Unlike http::response_parser it allocates nothing per header field.
-class answer_parser : public http::basic_parser<false> {
-  public:
-    unsigned status = 0;
-    std::string body;
-    // Raw X-Consul-* values (short: no allocation), decoded by decode_query_meta.
-    std::optional<std::string> index;
-    std::optional<std::string> known_leader;
-    std::optional<std::string> last_contact;
-
-  private:
-    void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                         error_code&) override {}
-    void on_response_impl(int code, beast::string_view, int, error_code&) override {
-        status = static_cast<unsigned>(code);
-    }
-    void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
-                       error_code&) override {
-        if (f != http::field::unknown) {
-            return;
-        }
-        // The first occurrence of a repeated header counts.
-        if (beast::iequals(name, "X-Consul-Index")) {
-            if (!index) {
-                index.emplace(value.data(), value.size());
-            }
-        } else if (beast::iequals(name, "X-Consul-KnownLeader")) {
-            if (!known_leader) {
-                known_leader.emplace(value.data(), value.size());
-            }
-        } else if (beast::iequals(name, "X-Consul-LastContact")) {
-            if (!last_contact) {
-                last_contact.emplace(value.data(), value.size());
-            }
-        }
-    }
-    void on_header_impl(error_code&) override {}
-    void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-        // The parser has already checked the length against body_limit.
-        if (length) {
-            body.reserve(static_cast<std::size_t>(*length));
-        }
-    }
-    std::size_t on_body_impl(beast::string_view data, error_code&) override {
-        body.append(data.data(), data.size());
-        return data.size();
-    }
-    void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-    std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, error_code&) override {
-        body.append(data.data(), data.size());
-        return data.size();
-    }
-    void on_finish_impl(error_code&) override {}
 };
 
 struct pool {
@@ -415,24 +363,90 @@ awaitable<void> send_request(Stream& s, connection& c, const std::string& body, 
     }
 }
 
-/// Reads one response into `parser`; got_bytes tells whether anything at all came back.
+/// Reads one answer into `out`: a simple head with parse_response_head, anything else with
+/// Beast's parser. got_bytes tells whether anything at all came back.
 template <class Stream>
-awaitable<void> read_answer(Stream& s, connection& c, answer_parser& parser, bool& got_bytes,
-                            error_code& ec) {
-    auto before = c.buffer.size();
-    co_await http::async_read(s, c.buffer, parser, asio::redirect_error(use_awaitable, ec));
-    got_bytes = parser.got_some() || c.buffer.size() != before;
+awaitable<void> read_answer(Stream& s, connection& c, std::size_t body_limit, received_answer& out,
+                            bool& got_bytes, error_code& ec) {
+    // The head, by parse_response_head while it stays simple. Nothing is consumed from the
+    // buffer until it has accepted a head, so Beast can take over from the first byte.
+    response_head head;
+    std::string_view bytes;
+    for (;;) {
+        const auto data = c.buffer.data();
+        bytes = std::string_view(static_cast<const char*>(data.data()), data.size());
+        const auto verdict = parse_response_head(bytes, head);
+        if (verdict == head_parse::simple) {
+            break;
+        }
+        if (verdict == head_parse::not_simple) {
+            answer_parser parser(out);
+            parser.body_limit(body_limit);
+            co_await http::async_read(s, c.buffer, parser, asio::redirect_error(use_awaitable, ec));
+            got_bytes = parser.got_some() || c.buffer.size() != 0;
+            if (!ec) {
+                out.keep_alive = parser.keep_alive();
+            }
+            co_return;
+        }
+        const auto n =
+            co_await s.async_read_some(c.buffer.prepare(beast::read_size(c.buffer, 65536)),
+                                       asio::redirect_error(use_awaitable, ec));
+        c.buffer.commit(n);
+        if (ec) {
+            // What Beast reports here: the buffered bytes are the valid start of a head.
+            got_bytes = c.buffer.size() != 0;
+            if (ec == asio::error::eof) {
+                ec = got_bytes ? http::error::partial_message : http::error::end_of_stream;
+            }
+            co_return;
+        }
+    }
+    got_bytes = true;
+    if (head.content_length > body_limit) {
+        ec = http::error::body_limit;
+        co_return;
+    }
+    out.status = head.status;
+    out.keep_alive = head.keep_alive;
+    // Copied before the head leaves the buffer.
+    if (head.index) {
+        out.index.emplace(*head.index);
+    }
+    if (head.known_leader) {
+        out.known_leader.emplace(*head.known_leader);
+    }
+    if (head.last_contact) {
+        out.last_contact.emplace(*head.last_contact);
+    }
+    const auto length = static_cast<std::size_t>(head.content_length);
+    const std::size_t buffered = std::min(bytes.size() - head.size, length);
+    if (buffered == length) {
+        // Bytes after the body belong to the next answer and stay, as Beast leaves them.
+        out.body.assign(bytes.data() + head.size, length);
+        c.buffer.consume(head.size + length);
+        co_return;
+    }
+    out.body.resize(length);
+    std::memcpy(out.body.data(), bytes.data() + head.size, buffered);
+    c.buffer.consume(bytes.size());
+    co_await asio::async_read(s, asio::buffer(out.body.data() + buffered, length - buffered),
+                              asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::eof) {
+        ec = http::error::partial_message;
+    }
 }
 
 template <class Stream>
-awaitable<void> write_read(Stream& s, connection& c, const std::string& body, answer_parser& parser,
-                           bool& wrote, bool& got_bytes, error_code& ec) {
+awaitable<void> write_read(Stream& s, connection& c, const std::string& body,
+                           std::size_t body_limit, received_answer& out, bool& wrote,
+                           bool& got_bytes, error_code& ec) {
     co_await send_request(s, c, body, ec);
     if (ec) {
         co_return;
     }
     wrote = true;
-    co_await read_answer(s, c, parser, got_bytes, ec);
+    co_await read_answer(s, c, body_limit, out, got_bytes, ec);
 }
 
 /// A kept-alive connection the agent had closed meanwhile fails like this with nothing read.
@@ -457,15 +471,15 @@ error_code exchange_failure(const error_code& ec, http::verb method, const agent
     return transport_errc::connection_closed;
 }
 
-/// Moves a parsed response into `answer`; a malformed X-Consul-* header is the error.
-error_code take_answer(answer_parser& parser, http_answer& answer, diagnostics& diag) {
-    answer.status = parser.status;
-    answer.body = std::move(parser.body);
+/// Moves a received answer into `answer`; a malformed X-Consul-* header is the error.
+error_code take_answer(received_answer& got, http_answer& answer, diagnostics& diag) {
+    answer.status = got.status;
+    answer.body = std::move(got.body);
     auto header = [](const std::optional<std::string>& v) {
         return v ? std::optional<std::string_view>(*v) : std::nullopt;
     };
-    const consul_meta_headers headers{header(parser.index), header(parser.known_leader),
-                                      header(parser.last_contact)};
+    const consul_meta_headers headers{header(got.index), header(got.known_leader),
+                                      header(got.last_contact)};
     return decode_query_meta(headers, answer.meta, diag);
 }
 
@@ -580,15 +594,16 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
             if (timeout.count() > 0) {
                 c->expires_after(timeout);
             }
-            answer_parser parser;
-            parser.body_limit(cfg_.max_response_body);
+            received_answer got;
             bool wrote = false;
             bool got_bytes = false;
             error_code ec;
             if (c->tls) {
-                co_await write_read(*c->tls, *c, call.body, parser, wrote, got_bytes, ec);
+                co_await write_read(*c->tls, *c, call.body, cfg_.max_response_body, got, wrote,
+                                    got_bytes, ec);
             } else {
-                co_await write_read(*c->plain, *c, call.body, parser, wrote, got_bytes, ec);
+                co_await write_read(*c->plain, *c, call.body, cfg_.max_response_body, got, wrote,
+                                    got_bytes, ec);
             }
             if (ec && c->timed_out) {
                 ec = beast::error::timeout;
@@ -617,14 +632,13 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
                 co_return std::pair{exchange_failure(ec, call.method, p.address, diag), answer};
             }
 
-            if (auto meta_ec = take_answer(parser, answer, diag)) {
+            if (auto meta_ec = take_answer(got, answer, diag)) {
                 c->close();
                 --p.open;
                 release_slot(p, call.blocking);
                 co_return std::pair{meta_ec, answer};
             }
-            put_back(p, std::move(c), parser.keep_alive(), st.shut_down,
-                     cfg_.pool_size_per_address);
+            put_back(p, std::move(c), got.keep_alive, st.shut_down, cfg_.pool_size_per_address);
             release_slot(p, call.blocking);
             st.preferred = idx;
             co_return std::pair{error_code{}, std::move(answer)};
@@ -730,18 +744,17 @@ awaitable<std::vector<std::pair<error_code, http_answer>>> transport::exchange_p
         bool got_bytes = false;
         bool keep_alive = true;
         while (!ec && next < n && keep_alive) {
-            answer_parser parser;
-            parser.body_limit(cfg_.max_response_body);
+            received_answer got;
             if (c->tls) {
-                co_await read_answer(*c->tls, *c, parser, got_bytes, ec);
+                co_await read_answer(*c->tls, *c, cfg_.max_response_body, got, got_bytes, ec);
             } else {
-                co_await read_answer(*c->plain, *c, parser, got_bytes, ec);
+                co_await read_answer(*c->plain, *c, cfg_.max_response_body, got, got_bytes, ec);
             }
             if (ec) {
                 break;
             }
-            keep_alive = parser.keep_alive();
-            out[next].first = take_answer(parser, out[next].second, diags[next]);
+            keep_alive = got.keep_alive;
+            out[next].first = take_answer(got, out[next].second, diags[next]);
             ++next;
             if (cfg_.request_timeout.count() > 0) {
                 c->expires_after(cfg_.request_timeout);  // each answer earns the next its time

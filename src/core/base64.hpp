@@ -1,4 +1,5 @@
-// Standard base64 (RFC 4648, padded) through OpenSSL's EVP routines; used for KV values.
+// Standard base64 (RFC 4648, padded); used for KV values. Encoding goes through OpenSSL's EVP
+// routines, decoding (on every KV read) through a table.
 #pragma once
 
 #include <optional>

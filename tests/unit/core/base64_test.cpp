@@ -27,11 +27,22 @@ TEST(base64, binary_round_trip) {
 }
 
 TEST(base64, rejects_invalid_input) {
-    EXPECT_FALSE(base64_decode("Zg="));     // bad length
-    EXPECT_FALSE(base64_decode("Zm9v\n"));  // whitespace
-    EXPECT_FALSE(base64_decode("Zm$v"));    // bad character
-    EXPECT_FALSE(base64_decode("Z==="));    // too much padding
-    EXPECT_FALSE(base64_decode("=Zm9"));    // padding first
+    EXPECT_FALSE(base64_decode("Zg="));       // bad length
+    EXPECT_FALSE(base64_decode("Zm9v\n"));    // whitespace
+    EXPECT_FALSE(base64_decode("Zm$v"));      // bad character
+    EXPECT_FALSE(base64_decode("Z==="));      // too much padding
+    EXPECT_FALSE(base64_decode("=Zm9"));      // padding first
+    EXPECT_FALSE(base64_decode("Zm=v"));      // padding inside the last quad
+    EXPECT_FALSE(base64_decode("Zm9v=g=="));  // padding starting a quad
+    EXPECT_FALSE(base64_decode("Zm9$Zm9v"));  // bad character in an earlier quad
+    EXPECT_FALSE(base64_decode("Zm9vZ\x80=="));
+    EXPECT_FALSE(base64_decode("===="));
+}
+
+TEST(base64, bits_past_the_last_byte_are_ignored) {
+    // As OpenSSL's decoder (and Go's lenient one) do.
+    EXPECT_EQ(base64_decode("Zh=="), std::string("f"));
+    EXPECT_EQ(base64_decode("Zm9="), std::string("fo"));
 }
 
 }  // namespace

@@ -1,0 +1,215 @@
+// How consul::client reads answers off the wire, against a loopback server that writes scripted
+// bytes in scripted pieces: heads and bodies split across reads, the next answer's bytes already
+// in the buffer, answers that go to Beast's parser (chunked), a connection closed mid-answer, and
+// the body limit. The fast head parser and the Beast fallback must give the same results.
+#include <lakemesh/consul/client.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace lakemesh::test {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+/// Accepts one connection; for each request read, writes that step's pieces with a pause
+/// between them (so each is a separate read on the client), then closes.
+class scripted_server {
+  public:
+    using step = std::vector<std::string>;
+
+    explicit scripted_server(std::vector<step> steps) : steps_(std::move(steps)) {
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~scripted_server() {
+        // Unblocks accept or read when a test ends early.
+        error_code ec;
+        acceptor_.close(ec);
+        thread_.join();
+    }
+    std::uint16_t port() const { return port_; }
+    int requests() const { return requests_.load(); }
+
+  private:
+    void serve() {
+        error_code ec;
+        tcp::socket s(io_);
+        acceptor_.accept(s, ec);
+        if (ec) {
+            return;
+        }
+        s.set_option(tcp::no_delay(true));
+        asio::streambuf in;
+        for (const auto& pieces : steps_) {
+            const auto n = asio::read_until(s, in, "\r\n\r\n", ec);
+            if (ec) {
+                return;
+            }
+            in.consume(n);
+            ++requests_;
+            for (std::size_t i = 0; i < pieces.size(); ++i) {
+                if (i != 0) {
+                    std::this_thread::sleep_for(30ms);
+                }
+                asio::write(s, asio::buffer(pieces[i]), ec);
+            }
+        }
+        s.shutdown(tcp::socket::shutdown_both, ec);
+    }
+
+    std::vector<step> steps_;
+    asio::io_context io_;
+    tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+    std::uint16_t port_ = acceptor_.local_endpoint().port();
+    std::atomic<int> requests_{0};
+    std::thread thread_;
+};
+
+struct raw_outcome {
+    error_code ec;
+    consul::result<consul::raw_response> r;
+};
+
+class answer_reading : public ::testing::Test {
+  protected:
+    asio::io_context io;
+
+    consul::client make_client(const scripted_server& server, std::size_t max_body = 1 << 20) {
+        consul::client_config cfg;
+        cfg.addresses = {consul::agent_address{"127.0.0.1", server.port()}};
+        cfg.request_timeout = 5s;
+        cfg.max_response_body = max_body;
+        return consul::client(io, cfg);
+    }
+
+    raw_outcome get(consul::client& c) {
+        raw_outcome out;
+        consul::raw_request req;
+        req.path = "kv/k";
+        c.async_raw(req, [&](error_code ec, consul::result<consul::raw_response> r) {
+            out.ec = ec;
+            out.r = std::move(r);
+        });
+        io.restart();
+        io.run();
+        return out;
+    }
+};
+
+std::string pattern(std::size_t n) {
+    std::string s(n, ' ');
+    for (std::size_t i = 0; i < n; ++i) {
+        s[i] = static_cast<char>('a' + i % 26);
+    }
+    return s;
+}
+
+std::string chunked(const std::string& body) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx", body.size());
+    return "HTTP/1.1 200 OK\r\nX-Consul-Index: 11\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n";
+}
+
+TEST_F(answer_reading, head_and_body_split_across_many_reads) {
+    const std::string body = pattern(50000);
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nX-Consul-Index: 9\r\nX-Consul-KnownLeader: true\r\n"
+        "Content-Length: 50000\r\n\r\n";
+    // Cuts inside a name, between CR and LF, right after the head, and inside the body.
+    const std::string all = head + body;
+    const std::size_t cuts[] = {
+        3, 20, 34, head.size(), head.size() + 100, head.size() + 20000, all.size()};
+    scripted_server::step pieces;
+    std::size_t from = 0;
+    for (std::size_t cut : cuts) {
+        pieces.push_back(all.substr(from, cut - from));
+        from = cut;
+    }
+    scripted_server server({pieces});
+    auto c = make_client(server);
+    auto out = get(c);
+    ASSERT_FALSE(out.ec) << out.ec.message() << " " << out.r.diag.client_message();
+    EXPECT_EQ(out.r.value.status, 200u);
+    EXPECT_EQ(out.r.value.body, body);
+    EXPECT_EQ(out.r.meta.index, 9u);
+    EXPECT_TRUE(out.r.meta.known_leader);
+}
+
+TEST_F(answer_reading, bytes_of_the_next_answer_wait_in_the_buffer_for_it) {
+    // The first write carries the whole first answer and the second one, which goes to Beast
+    // (chunked) from bytes already buffered; then a simple third answer.
+    const std::string first =
+        "HTTP/1.1 200 OK\r\nX-Consul-Index: 10\r\nContent-Length: 3\r\n\r\none";
+    const std::string third = "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nthree";
+    scripted_server server({{first + chunked("two")}, {}, {third}});
+    auto c = make_client(server);
+    auto a = get(c);
+    ASSERT_FALSE(a.ec) << a.ec.message();
+    EXPECT_EQ(a.r.value.body, "one");
+    EXPECT_EQ(a.r.meta.index, 10u);
+    auto b = get(c);
+    ASSERT_FALSE(b.ec) << b.ec.message();
+    EXPECT_EQ(b.r.value.body, "two");
+    EXPECT_EQ(b.r.meta.index, 11u);
+    auto d = get(c);
+    ASSERT_FALSE(d.ec) << d.ec.message();
+    EXPECT_EQ(d.r.value.status, 404u);
+    EXPECT_EQ(d.r.value.body, "three");
+    EXPECT_EQ(server.requests(), 3);
+    EXPECT_EQ(c.open_connections(), 1u);
+}
+
+TEST_F(answer_reading, connection_close_answer_is_not_pooled) {
+    scripted_server server(
+        {{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"}});
+    auto c = make_client(server);
+    auto out = get(c);
+    ASSERT_FALSE(out.ec) << out.ec.message();
+    EXPECT_EQ(out.r.value.body, "ok");
+    EXPECT_EQ(c.open_connections(), 0u);
+}
+
+TEST_F(answer_reading, closed_mid_answer_is_the_same_error_on_both_parsers) {
+    const std::string simple = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
+    const std::string beast = chunked(pattern(100)).substr(0, 80);
+    const std::string in_head = "HTTP/1.1 200 OK\r\nContent-Le";
+    std::vector<error_code> seen;
+    for (const auto& partial : {simple, beast, in_head}) {
+        scripted_server server({{partial}});
+        auto c = make_client(server);
+        auto out = get(c);
+        EXPECT_TRUE(out.ec) << partial;
+        seen.push_back(out.ec);
+    }
+    EXPECT_EQ(seen[0], transport_errc::protocol_error) << seen[0].message();
+    EXPECT_EQ(seen[1], seen[0]) << seen[1].message();
+    EXPECT_EQ(seen[2], seen[0]) << seen[2].message();
+}
+
+TEST_F(answer_reading, body_limit_on_both_parsers) {
+    const std::string body = pattern(2000);
+    const std::string simple = "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + body;
+    for (const auto& answer : {simple, chunked(body)}) {
+        scripted_server server({{answer}});
+        auto c = make_client(server, 1000);
+        auto out = get(c);
+        EXPECT_EQ(out.ec, decode_errc::body_too_large) << out.ec.message();
+    }
+}
+
+}  // namespace
+}  // namespace lakemesh::test
