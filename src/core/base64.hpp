@@ -1,5 +1,4 @@
-// Standard base64 (RFC 4648, padded); used for KV values. Encoding goes through OpenSSL's EVP
-// routines, decoding (on every KV read) through a table.
+// Standard base64 (RFC 4648, padded) through OpenSSL's EVP routines; used for KV values.
 #pragma once
 
 #include <optional>
