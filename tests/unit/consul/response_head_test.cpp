@@ -311,13 +311,17 @@ TEST(response_head, names_match_in_any_case_and_only_in_full) {
 
 TEST(response_head, head_limit_boundary) {
     // The largest head the fast parser takes is one Beast takes too.
-    std::string head = ok_with("Content-Length: 0\r\nX-Pad: \r\n");
-    const std::string pad(max_simple_head - head.size(), 'p');
-    head.insert(head.find("X-Pad: ") + 7, pad);
+    const std::string base = ok_with("Content-Length: 0\r\nX-Pad: \r\n");
+    const auto at = base.find("X-Pad: ") + 7;
+    // (Concatenation rather than insert: g++ 12 -O2 warns falsely about insert here.)
+    auto padded = [&](std::size_t n) {
+        return base.substr(0, at) + std::string(n, 'p') + base.substr(at);
+    };
+    std::string head = padded(max_simple_head - base.size());
     ASSERT_EQ(head.size(), max_simple_head);
     EXPECT_EQ(differential(head), head_parse::simple);
     // One byte more: Beast's header_limit, so the fast parser must not take it.
-    head.insert(head.find("X-Pad: ") + 7, "p");
+    head = padded(max_simple_head - base.size() + 1);
     EXPECT_EQ(differential(head), head_parse::not_simple);
     EXPECT_EQ(differential(std::string_view(head).substr(0, max_simple_head)),
               head_parse::not_simple);
