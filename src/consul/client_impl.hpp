@@ -121,6 +121,22 @@ http_call read_call(const client_impl& impl, std::string_view path, params_t par
 http_call write_call(const client_impl& impl, boost::beast::http::verb method,
                      std::string_view path, params_t params, std::string body, bool idempotent);
 
+/// The end of every run_operation: clears the caller's cancellation slot and completes `h` with
+/// (ec, r). An exception from the body (only std::bad_alloc can get there) is reported as
+/// errc::not_enough_memory rather than let escape a handler.
+template <class T>
+void complete_operation(handler_t<T>& h, boost::asio::cancellation_slot& slot,
+                        const std::exception_ptr& e, error_code ec, result<T>& r) {
+    if (e) {
+        ec = make_error_code(boost::system::errc::not_enough_memory);
+        r.diag.set_client_message("out of memory");
+    }
+    if (slot.is_connected()) {
+        slot.clear();
+    }
+    std::move(h)(ec, std::move(r));
+}
+
 /// Runs `body` as one operation and completes `handler` on its associated executor, honouring
 /// its cancellation slot. `body` is either a callable returning
 /// awaitable<std::pair<error_code, result<T>>>, or one taking a `result<T>&` to fill and
@@ -179,22 +195,12 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
             // co_spawn's frame holds the state, and with it the signal and the result the body
             // writes, as long as it runs.
             [state] { return state->body(state->out); },
-            asio::bind_executor(
-                handler_ex, asio::bind_cancellation_slot(
-                                signal_slot, [h = std::move(handler), slot, state](
-                                                 std::exception_ptr e, error_code ec) mutable {
-                                    if (e) {
-                                        // Only std::bad_alloc can get here; report it as an error
-                                        // code rather than letting an exception escape a handler.
-                                        ec =
-                                            make_error_code(boost::system::errc::not_enough_memory);
-                                        state->out.diag.set_client_message("out of memory");
-                                    }
-                                    if (slot.is_connected()) {
-                                        slot.clear();
-                                    }
-                                    std::move(h)(ec, std::move(state->out));
-                                })));
+            asio::bind_executor(handler_ex,
+                                asio::bind_cancellation_slot(
+                                    signal_slot, [h = std::move(handler), slot, state](
+                                                     std::exception_ptr e, error_code ec) mutable {
+                                        complete_operation(h, slot, e, ec, state->out);
+                                    })));
     } else {
         asio::co_spawn(
             ex,
@@ -202,21 +208,13 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
             // signal (where co_spawn installed its cancellation handler) alive as long as that
             // frame.
             [body = std::move(body), state]() mutable { return body(); },
-            asio::bind_executor(
-                handler_ex, asio::bind_cancellation_slot(
-                                signal_slot, [h = std::move(handler), slot](
-                                                 std::exception_ptr e,
-                                                 std::pair<error_code, result<T>> r) mutable {
-                                    if (e) {
-                                        r.first =
-                                            make_error_code(boost::system::errc::not_enough_memory);
-                                        r.second.diag.set_client_message("out of memory");
-                                    }
-                                    if (slot.is_connected()) {
-                                        slot.clear();
-                                    }
-                                    std::move(h)(r.first, std::move(r.second));
-                                })));
+            asio::bind_executor(handler_ex,
+                                asio::bind_cancellation_slot(
+                                    signal_slot, [h = std::move(handler), slot](
+                                                     std::exception_ptr e,
+                                                     std::pair<error_code, result<T>> r) mutable {
+                                        complete_operation(h, slot, e, r.first, r.second);
+                                    })));
     }
 }
 
