@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 namespace lakemesh::consul::detail {
 
@@ -14,26 +15,33 @@ class fast_json_cursor {
   protected:
     explicit fast_json_cursor(std::string_view text) : p_(text.data()), end_(p_ + text.size()) {}
 
-    /// The whole text is one JSON array whose elements `one(element&)` reads into
-    /// out.emplace_back(); true when nothing but whitespace follows it.
+    /// A JSON array at the cursor whose elements `one(element&)` reads into out.emplace_back().
     template <class Vector, class ReadOne>
-    bool read_whole_array(Vector& out, ReadOne&& one) {
-        skip_ws();
+    bool read_array(Vector& out, ReadOne&& one) {
         if (!eat('[')) {
             return false;
         }
         skip_ws();
-        if (!eat(']')) {
-            do {
-                skip_ws();
-                if (!one(out.emplace_back())) {
-                    return false;
-                }
-                skip_ws();
-            } while (eat(','));
-            if (!eat(']')) {
+        if (eat(']')) {
+            return true;
+        }
+        do {
+            skip_ws();
+            if (!one(out.emplace_back())) {
                 return false;
             }
+            skip_ws();
+        } while (eat(','));
+        return eat(']');
+    }
+
+    /// The whole text is one JSON array (as read_array); true when nothing but whitespace
+    /// follows it.
+    template <class Vector, class ReadOne>
+    bool read_whole_array(Vector& out, ReadOne&& one) {
+        skip_ws();
+        if (!read_array(out, std::forward<ReadOne>(one))) {
+            return false;
         }
         skip_ws();
         return p_ == end_;

@@ -248,21 +248,7 @@ class entries_fast_reader : fast_json_cursor {
     }
 
     bool read_checks(std::vector<health_check>& out) {
-        if (!eat('[')) {
-            return false;
-        }
-        skip_ws();
-        if (eat(']')) {
-            return true;
-        }
-        do {
-            skip_ws();
-            if (!read_check(out.emplace_back())) {
-                return false;
-            }
-            skip_ws();
-        } while (eat(','));
-        return eat(']');
+        return read_array(out, [this](health_check& c) { return read_check(c); });
     }
 
     bool read_check(health_check& c) {
@@ -346,24 +332,8 @@ class entries_fast_reader : fast_json_cursor {
     }
     bool string_list(bool null, std::vector<std::string>& out) {
         out.clear();
-        if (null) {
-            return true;
-        }
-        if (!eat('[')) {
-            return false;
-        }
-        skip_ws();
-        if (eat(']')) {
-            return true;
-        }
-        do {
-            skip_ws();
-            if (!read_string_into(out.emplace_back())) {
-                return false;
-            }
-            skip_ws();
-        } while (eat(','));
-        return eat(']');
+        return null ||
+               read_array(out, [this](std::string& item) { return read_string_into(item); });
     }
     bool string_map(bool null, std::map<std::string, std::string>& out) {
         out.clear();

@@ -53,6 +53,17 @@ class health_scheduler_test : public typed_client_fixture {
         return c;
     }
 
+    /// A sync check whose probe always answers passing with `output`.
+    static probe_check passing_check(std::string id, std::string output,
+                                     health::duration interval = 1s, health::duration ttl = 10s) {
+        return sync_check(
+            std::move(id),
+            [output = std::move(output)] {
+                return probe_result{status::passing, output};
+            },
+            interval, ttl);
+    }
+
     service_definition definition(const std::string& id,
                                   std::vector<health::service_check> checks) {
         service_definition d;
@@ -165,12 +176,8 @@ TEST_F(health_scheduler_test, registers_service_fields_and_feeds_ttl_check) {
     tcp.name = "agent port";
     tcp.tcp = target.address();
     tcp.interval = 1s;
-    ASSERT_FALSE(hs.register_service(
-        definition(id, {sync_check(id + ":ttl",
-                                   [] {
-                                       return probe_result{status::passing, "all good"};
-                                   }),
-                        tcp})));
+    ASSERT_FALSE(
+        hs.register_service(definition(id, {passing_check(id + ":ttl", "all good"), tcp})));
     EXPECT_EQ(hs.service_count(), 1u);
     EXPECT_EQ(hs.check_count(), 1u);
 
@@ -237,9 +244,7 @@ TEST_F(health_scheduler_test, updates_due_together_go_out_in_pipelined_batches) 
 TEST_F(health_scheduler_test, register_is_idempotent_and_keeps_status) {
     health_scheduler hs(io, c, config());
     const std::string id = svc + "-idem";
-    auto def = [&] {
-        return definition(id, {sync_check("", [] { return probe_result{status::passing, "ok"}; })});
-    };
+    auto def = [&] { return definition(id, {passing_check("", "ok")}); };
     ASSERT_FALSE(hs.register_service(def()));
     const std::string check_id = "service:" + id + ":1";
     ASSERT_TRUE(run_until([&] { return check_is(check_id, "passing", "ok"); }));
@@ -406,12 +411,7 @@ TEST_F(health_scheduler_test, status_view_and_change_callbacks) {
     // A second service: worst check wins per service, the list has both.
     const std::string id2 = svc + "-view2";
     ASSERT_FALSE(
-        hs.register_service(definition(id2, {sync_check(
-                                                 id2 + ":a",
-                                                 [] {
-                                                     return probe_result{status::passing, ""};
-                                                 },
-                                                 200ms),
+        hs.register_service(definition(id2, {passing_check(id2 + ":a", "", 200ms),
                                              sync_check(
                                                  id2 + ":b",
                                                  [] {
@@ -484,12 +484,7 @@ TEST_F(health_scheduler_test, stop_leaves_nothing_registered_and_io_runs_out) {
         consul::check_definition tcp;
         tcp.tcp = target.address();
         tcp.interval = 1s;
-        ASSERT_FALSE(hs->register_service(
-            definition(ids.back(), {sync_check("",
-                                               [] {
-                                                   return probe_result{status::passing, "up"};
-                                               }),
-                                    tcp})));
+        ASSERT_FALSE(hs->register_service(definition(ids.back(), {passing_check("", "up"), tcp})));
     }
     ASSERT_TRUE(run_until([&] {
         for (const auto& id : ids) {
@@ -535,14 +530,8 @@ TEST_F(health_scheduler_test, agent_restart_with_lost_state_is_repaired_within_t
     tcp.id = id + ":tcp";
     tcp.tcp = target.address();
     tcp.interval = 1s;
-    ASSERT_FALSE(
-        hs.register_service(definition(id, {sync_check(
-                                                id + ":ttl",
-                                                [] {
-                                                    return probe_result{status::passing, "fine"};
-                                                },
-                                                interval, 2 * interval),
-                                            tcp})));
+    ASSERT_FALSE(hs.register_service(
+        definition(id, {passing_check(id + ":ttl", "fine", interval, 2 * interval), tcp})));
     ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "fine"); }));
 
     target.dev()->restart(false);
@@ -571,13 +560,7 @@ TEST_F(health_scheduler_test, ttl_check_removed_behind_its_back_is_restored_by_i
     cfg.reconcile_interval = 5s;  // refreshes (every 2 s) are more frequent: no check listing
     health_scheduler hs(io, c, cfg);
     const std::string id = svc + "-lostcheck";
-    ASSERT_FALSE(
-        hs.register_service(definition(id, {sync_check(
-                                               id + ":ttl",
-                                               [] {
-                                                   return probe_result{status::passing, "here"};
-                                               },
-                                               1s, 3s)})));
+    ASSERT_FALSE(hs.register_service(definition(id, {passing_check(id + ":ttl", "here", 1s, 3s)})));
     ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "here"); }));
 
     ASSERT_EQ(agent.put("/v1/agent/check/deregister/" + id + ":ttl").status, 200);
@@ -593,13 +576,7 @@ TEST_F(health_scheduler_test, reconciliation_repairs_a_service_removed_behind_it
     health_scheduler hs(io, c, cfg);
     const std::string id = svc + "-drift";
     // Long TTL: no refresh within the test, so only the reconciliation can notice.
-    ASSERT_FALSE(
-        hs.register_service(definition(id, {sync_check(
-                                               id + ":c",
-                                               [] {
-                                                   return probe_result{status::passing, "ok"};
-                                               },
-                                               1s, 600s)})));
+    ASSERT_FALSE(hs.register_service(definition(id, {passing_check(id + ":c", "ok", 1s, 600s)})));
     ASSERT_TRUE(run_until([&] { return check_is(id + ":c", "passing", "ok"); }));
 
     ASSERT_EQ(agent.put("/v1/agent/service/deregister/" + id).status, 200u);
