@@ -1,6 +1,7 @@
 #include "client_impl.hpp"
 
 #include <boost/url/encode.hpp>
+#include <boost/url/grammar/string_token.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <algorithm>
@@ -20,15 +21,19 @@ std::string client_impl::make_target(std::string_view path, const params_t& para
     // Unreserved characters and '/' stay as they are; everything else is percent-encoded, so a
     // key such as "a b/c?d" reaches Consul as the segments "a b" and "c?d".
     static constexpr auto segment_chars = boost::urls::unreserved_chars + '/';
-    std::string out = "/v1/";
-    out += boost::urls::encode(path, segment_chars);
+    namespace tokens = boost::urls::string_token;
+    std::string out;
+    out.reserve(4 + path.size() + 16 * params.size());
+    out += "/v1/";
+    // Encoded straight onto the target: no string per part.
+    boost::urls::encode(path, segment_chars, {}, tokens::append_to(out));
     char sep = '?';
     for (const auto& [k, v] : params) {
         out += sep;
-        out += boost::urls::encode(k, boost::urls::unreserved_chars);
+        boost::urls::encode(k, boost::urls::unreserved_chars, {}, tokens::append_to(out));
         if (!v.empty()) {
             out += '=';
-            out += boost::urls::encode(v, boost::urls::unreserved_chars);
+            boost::urls::encode(v, boost::urls::unreserved_chars, {}, tokens::append_to(out));
         }
         sep = '&';
     }
@@ -410,33 +415,32 @@ void run_status_peers(std::shared_ptr<client_impl> impl, handler_t<std::vector<s
 }
 
 void run_raw(std::shared_ptr<client_impl> impl, raw_request req, handler_t<raw_response> h) {
-    run_operation<raw_response>(
+    run_exchange<raw_response>(
         impl, std::move(h),
-        [impl,
-         req = std::move(req)]() -> asio::awaitable<std::pair<error_code, result<raw_response>>> {
-            result<raw_response> r;
-            http_call call;
+        [&](result<raw_response>& r, http_call& call) -> error_code {
             call.method = http::string_to_verb(req.method);
             if (call.method == http::verb::unknown) {
                 r.diag.set_client_message("unknown HTTP method '" + req.method + "'");
-                co_return std::pair{error_code(validation_errc::invalid_argument), std::move(r)};
+                return validation_errc::invalid_argument;
             }
             if (auto ec = validate_text("path", req.path, r.diag, false)) {
-                co_return std::pair{ec, std::move(r)};
+                return ec;
             }
             for (const auto& [k, v] : req.params) {
                 if (auto ec = validate_text("query parameter " + k, k + v, r.diag)) {
-                    co_return std::pair{ec, std::move(r)};
+                    return ec;
                 }
             }
             call.target = client_impl::make_target(req.path, req.params);
-            call.body = req.body;
+            call.body = std::move(req.body);
             call.idempotent = req.idempotent;
-            auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+            return {};
+        },
+        [](error_code ec, http_answer& a, result<raw_response>& r) {
             r.meta = a.meta;
             r.value.status = a.status;
             r.value.body = std::move(a.body);
-            co_return std::pair{ec, std::move(r)};
+            return ec;
         });
 }
 

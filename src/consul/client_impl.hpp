@@ -11,10 +11,16 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <nlohmann/json.hpp>
 
 #include <exception>
 #include <map>
+#include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -216,6 +222,95 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
                                         complete_operation(h, slot, e, r.first, r.second);
                                     })));
     }
+}
+
+/// An operation of one exchange driven by callbacks (transport::start_exchange) instead of a
+/// coroutine: no co_spawn and no coroutine frames on the hot paths. It owns the handler, the
+/// result (the exchange writes its diagnostics there) and the forwarding of the caller's
+/// cancellation slot, as run_operation does. `finish(ec, answer, result)` turns the exchange's
+/// outcome into the operation's error and fills the result.
+template <class T, class Finish>
+class exchange_operation final
+    : public exchange_client,
+      public std::enable_shared_from_this<exchange_operation<T, Finish>> {
+  public:
+    exchange_operation(handler_t<T> h, Finish finish, const boost::asio::any_io_executor& io)
+        : handler_(std::move(h)),
+          finish_(std::move(finish)),
+          // As asio's composed operations do: the handler's executor keeps work while the
+          // operation is pending, and the completion goes through it.
+          work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, io),
+                                    boost::asio::execution::outstanding_work.tracked)) {}
+
+    result<T> out;
+
+    /// Forwards the caller's cancellation slot (when connected) to a signal of ours; returns
+    /// the slot for the exchange.
+    boost::asio::cancellation_slot forward_cancellation() {
+        caller_slot_ = boost::asio::get_associated_cancellation_slot(handler_);
+        if (!caller_slot_.is_connected()) {
+            return {};
+        }
+        caller_slot_.assign([self = this->shared_from_this()](boost::asio::cancellation_type t) {
+            self->signal_.emit(t);
+        });
+        return signal_.slot();
+    }
+
+    void exchange_done(error_code ec, http_answer& answer) override {
+        try {
+            ec = finish_(ec, answer, out);
+        } catch (const std::bad_alloc&) {
+            out = result<T>{};
+            ec = make_error_code(boost::system::errc::not_enough_memory);
+            out.diag.set_client_message("out of memory");
+        }
+        complete(ec);
+    }
+
+    /// Completes with `ec` (and the result as it is) from a later turn of the executor: for an
+    /// operation refused before it started.
+    void fail_soon(error_code ec, const boost::asio::any_io_executor& io) {
+        boost::asio::post(io, [self = this->shared_from_this(), ec] { self->complete(ec); });
+    }
+
+  private:
+    void complete(error_code ec) {
+        if (caller_slot_.is_connected()) {
+            caller_slot_.clear();
+        }
+        boost::asio::dispatch(work_, [self = this->shared_from_this(), ec]() mutable {
+            std::move(self->handler_)(ec, std::move(self->out));
+        });
+    }
+
+    handler_t<T> handler_;
+    Finish finish_;
+    boost::asio::cancellation_signal signal_;
+    boost::asio::cancellation_slot caller_slot_;
+    decltype(boost::asio::prefer(
+        std::declval<
+            boost::asio::associated_executor_t<handler_t<T>, boost::asio::any_io_executor>>(),
+        boost::asio::execution::outstanding_work.tracked)) work_;
+};
+
+/// Runs one exchange as an exchange_operation: `prepare(result<T>&, http_call&)` validates and
+/// builds the call (an error completes the operation without sending anything), `finish` as in
+/// exchange_operation.
+template <class T, class Prepare, class Finish>
+void run_exchange(const std::shared_ptr<client_impl>& impl, handler_t<T> handler, Prepare&& prepare,
+                  Finish finish) {
+    const auto& io = impl->net->executor();
+    auto op =
+        std::make_shared<exchange_operation<T, Finish>>(std::move(handler), std::move(finish), io);
+    http_call call;
+    if (auto ec = prepare(op->out, call)) {
+        op->fail_soon(ec, io);
+        return;
+    }
+    auto slot = op->forward_cancellation();
+    diagnostics& diag = op->out.diag;  // before op is moved into the argument list
+    impl->net->start_exchange(std::move(call), diag, slot, std::move(op));
 }
 
 }  // namespace lakemesh::consul::detail

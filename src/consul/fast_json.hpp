@@ -3,13 +3,22 @@
 // leaving the full JSON decoder to produce the result or explain the error.
 #pragma once
 
+#include <bit>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
 namespace lakemesh::consul::detail {
+
+/// `s == lit` with the length known at compile time, so the comparison is inlined (the readers
+/// compare field names once per member of every answer).
+template <std::size_t N>
+bool name_is(std::string_view s, const char (&lit)[N]) {
+    return s.size() == N - 1 && std::memcmp(s.data(), lit, N - 1) == 0;
+}
 
 class fast_json_cursor {
   protected:
@@ -45,6 +54,53 @@ class fast_json_cursor {
         }
         skip_ws();
         return p_ == end_;
+    }
+
+    /// The first byte in [p, end) that a JSON string cannot hold as it is: '"', '\\', a control
+    /// character, DEL or a byte outside ASCII; end when there is none. Eight bytes at a time: in
+    /// each word the lowest such byte is found exactly (a borrow only ever flags bytes above a
+    /// flagged one).
+    static const char* skip_plain(const char* p, const char* end) {
+        constexpr std::uint64_t ones = 0x0101010101010101u;
+        constexpr std::uint64_t highs = 0x8080808080808080u;
+        const auto zero_bytes = [](std::uint64_t v) { return (v - ones) & ~v; };
+        if constexpr (std::endian::native == std::endian::little) {
+            while (end - p >= 8) {
+                std::uint64_t x;
+                std::memcpy(&x, p, 8);
+                const std::uint64_t flagged =
+                    (((x - ones * 0x20) & ~x) | x | zero_bytes(x ^ (ones * 0x7f)) |
+                     zero_bytes(x ^ (ones * '"')) | zero_bytes(x ^ (ones * '\\'))) &
+                    highs;
+                if (flagged != 0) {
+                    return p + std::countr_zero(flagged) / 8;
+                }
+                p += 8;
+            }
+        }
+        while (p != end) {
+            const auto u = static_cast<unsigned char>(*p);
+            if (u < 0x20 || u > 0x7e || u == '"' || u == '\\') {
+                break;
+            }
+            ++p;
+        }
+        return p;
+    }
+
+    /// A string of printable ASCII without escapes at the cursor; `out` views its contents.
+    bool read_plain_string(std::string_view& out) {
+        if (!eat('"')) {
+            return false;
+        }
+        const char* start = p_;
+        p_ = skip_plain(p_, end_);
+        if (p_ == end_ || *p_ != '"') {
+            return false;
+        }
+        out = std::string_view(start, static_cast<std::size_t>(p_ - start));
+        ++p_;
+        return true;
     }
 
     void skip_ws() {

@@ -5,7 +5,6 @@
 #include "client_impl.hpp"
 #include "fast_json.hpp"
 
-#include <array>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -52,23 +51,6 @@ error_code decode_checks_array(const json& j, std::vector<health_check>& out, di
     }
     return {};
 }
-
-/// `s == lit` with the length known at compile time, so the comparison is inlined (the field
-/// names are compared once per member of every answer).
-template <std::size_t N>
-bool is(std::string_view s, const char (&lit)[N]) {
-    return s.size() == N - 1 && std::memcmp(s.data(), lit, N - 1) == 0;
-}
-
-/// Bytes a string holds as they are: printable ASCII but the quote and the backslash. One table
-/// look-up per byte of the answer's strings instead of four comparisons.
-constexpr std::array<bool, 256> plain_char = [] {
-    std::array<bool, 256> t{};
-    for (unsigned c = 0x20; c <= 0x7e; ++c) {
-        t[c] = c != '"' && c != '\\';
-    }
-    return t;
-}();
 
 /// Reads the common shape of a health/service answer without building a JSON tree: strings of
 /// printable ASCII (the escapes \" \\ \/ \b \f \n \r \t allowed), unsigned integers, booleans,
@@ -134,15 +116,15 @@ class entries_fast_reader : fast_json_cursor {
         bool have_node = false;
         bool have_service = false;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (is(name, "Node")) {
+            if (name_is(name, "Node")) {
                 have_node = !null;
                 return first_time(seen, 1) && (null || read_node(e.node));
             }
-            if (is(name, "Service")) {
+            if (name_is(name, "Service")) {
                 have_service = !null;
                 return first_time(seen, 2) && (null || read_service(e.service));
             }
-            if (is(name, "Checks")) {
+            if (name_is(name, "Checks")) {
                 e.checks.clear();
                 return first_time(seen, 4) && (null || read_checks(e.checks));
             }
@@ -154,28 +136,28 @@ class entries_fast_reader : fast_json_cursor {
     bool read_node(node_info& n) {
         unsigned seen = 0;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (is(name, "ID")) {
+            if (name_is(name, "ID")) {
                 return first_time(seen, 1) && optional_string(null, n.id);
             }
-            if (is(name, "Node")) {
+            if (name_is(name, "Node")) {
                 return first_time(seen, 2) && !null && read_string_into(n.node);
             }
-            if (is(name, "Address")) {
+            if (name_is(name, "Address")) {
                 return first_time(seen, 4) && !null && read_string_into(n.address);
             }
-            if (is(name, "Datacenter")) {
+            if (name_is(name, "Datacenter")) {
                 return first_time(seen, 8) && optional_string(null, n.datacenter);
             }
-            if (is(name, "TaggedAddresses")) {
+            if (name_is(name, "TaggedAddresses")) {
                 return first_time(seen, 16) && string_map(null, n.tagged_addresses);
             }
-            if (is(name, "Meta")) {
+            if (name_is(name, "Meta")) {
                 return first_time(seen, 32) && string_map(null, n.meta);
             }
-            if (is(name, "CreateIndex")) {
+            if (name_is(name, "CreateIndex")) {
                 return first_time(seen, 64) && optional_u64(null, n.create_index);
             }
-            if (is(name, "ModifyIndex")) {
+            if (name_is(name, "ModifyIndex")) {
                 return first_time(seen, 128) && optional_u64(null, n.modify_index);
             }
             return null || skip_value(0);
@@ -186,43 +168,43 @@ class entries_fast_reader : fast_json_cursor {
     bool read_service(agent_service& s) {
         unsigned seen = 0;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (is(name, "ID")) {
+            if (name_is(name, "ID")) {
                 return first_time(seen, 1) && !null && read_string_into(s.id);
             }
-            if (is(name, "Service")) {
+            if (name_is(name, "Service")) {
                 return first_time(seen, 2) && !null && read_string_into(s.service);
             }
-            if (is(name, "Tags")) {
+            if (name_is(name, "Tags")) {
                 return first_time(seen, 4) && string_list(null, s.tags);
             }
-            if (is(name, "Meta")) {
+            if (name_is(name, "Meta")) {
                 return first_time(seen, 8) && string_map(null, s.meta);
             }
-            if (is(name, "Port")) {
+            if (name_is(name, "Port")) {
                 return first_time(seen, 16) && optional_int(null, s.port);
             }
-            if (is(name, "Address")) {
+            if (name_is(name, "Address")) {
                 return first_time(seen, 32) && optional_string(null, s.address);
             }
-            if (is(name, "EnableTagOverride")) {
+            if (name_is(name, "EnableTagOverride")) {
                 return first_time(seen, 64) && optional_bool(null, s.enable_tag_override);
             }
-            if (is(name, "Kind")) {
+            if (name_is(name, "Kind")) {
                 return first_time(seen, 128) && optional_string(null, s.kind);
             }
-            if (is(name, "Datacenter")) {
+            if (name_is(name, "Datacenter")) {
                 return first_time(seen, 256) && optional_string(null, s.datacenter);
             }
-            if (is(name, "Namespace")) {
+            if (name_is(name, "Namespace")) {
                 return first_time(seen, 512) && optional_string(null, s.namespace_name);
             }
-            if (is(name, "CreateIndex")) {
+            if (name_is(name, "CreateIndex")) {
                 return first_time(seen, 1024) && optional_u64(null, s.create_index);
             }
-            if (is(name, "ModifyIndex")) {
+            if (name_is(name, "ModifyIndex")) {
                 return first_time(seen, 2048) && optional_u64(null, s.modify_index);
             }
-            if (is(name, "Weights")) {
+            if (name_is(name, "Weights")) {
                 return first_time(seen, 4096) && (null || read_weights(s.weights));
             }
             return null || skip_value(0);
@@ -236,10 +218,10 @@ class entries_fast_reader : fast_json_cursor {
         w.warning = 0;
         unsigned seen = 0;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (is(name, "Passing")) {
+            if (name_is(name, "Passing")) {
                 return first_time(seen, 1) && optional_int(null, w.passing);
             }
-            if (is(name, "Warning")) {
+            if (name_is(name, "Warning")) {
                 return first_time(seen, 2) && optional_int(null, w.warning);
             }
             return null || skip_value(0);
@@ -255,16 +237,16 @@ class entries_fast_reader : fast_json_cursor {
         unsigned seen = 0;
         bool have_status = false;
         const bool ok = read_object([&](std::string_view name, bool null) {
-            if (is(name, "Node")) {
+            if (name_is(name, "Node")) {
                 return first_time(seen, 1) && optional_string(null, c.node);
             }
-            if (is(name, "CheckID")) {
+            if (name_is(name, "CheckID")) {
                 return first_time(seen, 2) && !null && read_string_into(c.check_id);
             }
-            if (is(name, "Name")) {
+            if (name_is(name, "Name")) {
                 return first_time(seen, 4) && optional_string(null, c.name);
             }
-            if (is(name, "Status")) {
+            if (name_is(name, "Status")) {
                 std::string_view v;
                 if (!first_time(seen, 8) || null || !read_string(v)) {
                     return false;
@@ -274,28 +256,28 @@ class entries_fast_reader : fast_json_cursor {
                 c.status = st.value_or(check_status::critical);
                 return have_status;
             }
-            if (is(name, "Notes")) {
+            if (name_is(name, "Notes")) {
                 return first_time(seen, 16) && optional_string(null, c.notes);
             }
-            if (is(name, "Output")) {
+            if (name_is(name, "Output")) {
                 return first_time(seen, 32) && optional_string(null, c.output);
             }
-            if (is(name, "ServiceID")) {
+            if (name_is(name, "ServiceID")) {
                 return first_time(seen, 64) && optional_string(null, c.service_id);
             }
-            if (is(name, "ServiceName")) {
+            if (name_is(name, "ServiceName")) {
                 return first_time(seen, 128) && optional_string(null, c.service_name);
             }
-            if (is(name, "ServiceTags")) {
+            if (name_is(name, "ServiceTags")) {
                 return first_time(seen, 256) && string_list(null, c.service_tags);
             }
-            if (is(name, "Type")) {
+            if (name_is(name, "Type")) {
                 return first_time(seen, 512) && optional_string(null, c.type);
             }
-            if (is(name, "CreateIndex")) {
+            if (name_is(name, "CreateIndex")) {
                 return first_time(seen, 1024) && optional_u64(null, c.create_index);
             }
-            if (is(name, "ModifyIndex")) {
+            if (name_is(name, "ModifyIndex")) {
                 return first_time(seen, 2048) && optional_u64(null, c.modify_index);
             }
             return null || skip_value(0);
@@ -397,9 +379,7 @@ class entries_fast_reader : fast_json_cursor {
             return false;
         }
         const char* start = p_;
-        while (p_ != end_ && plain_char[static_cast<unsigned char>(*p_)]) {
-            ++p_;
-        }
+        p_ = skip_plain(p_, end_);
         if (p_ == end_ || (*p_ != '"' && *p_ != '\\')) {
             return false;  // a control character or a byte outside ASCII
         }

@@ -28,6 +28,24 @@ class kv_fast_reader : fast_json_cursor {
         return read_whole_array(out, [this](kv_pair& e) { return read_entry(e); });
     }
 
+    /// An array of exactly one entry (GET of one key), read straight into `e`.
+    bool read_single(kv_pair& e) {
+        skip_ws();
+        if (!eat('[')) {
+            return false;
+        }
+        skip_ws();
+        if (!read_entry(e)) {
+            return false;
+        }
+        skip_ws();
+        if (!eat(']')) {
+            return false;
+        }
+        skip_ws();
+        return p_ == end_;
+    }
+
   private:
     bool read_entry(kv_pair& e) {
         if (!eat('{')) {
@@ -42,7 +60,7 @@ class kv_fast_reader : fast_json_cursor {
             do {
                 skip_ws();
                 std::string_view name;
-                if (!read_string(name)) {
+                if (!read_plain_string(name)) {
                     return false;
                 }
                 skip_ws();
@@ -53,25 +71,25 @@ class kv_fast_reader : fast_json_cursor {
                 // JSON null means absent, as in the full decoder.
                 const bool null = eat_word("null");
                 bool ok = true;
-                if (name == "Key") {
+                if (name_is(name, "Key")) {
                     ok = null || read_string_into(e.key);
                     have_key = !null;
-                } else if (name == "Value") {
+                } else if (name_is(name, "Value")) {
                     value64 = {};
-                    ok = null || read_string(value64);
-                } else if (name == "Session") {
+                    ok = null || read_plain_string(value64);
+                } else if (name_is(name, "Flags")) {
+                    ok = read_u64_or_null(null, e.flags);
+                } else if (name_is(name, "Session")) {
                     ok = null || read_string_into(e.session);
                     if (null) {
                         e.session.clear();
                     }
-                } else if (name == "Flags") {
-                    ok = read_u64_or_null(null, e.flags);
-                } else if (name == "LockIndex") {
+                } else if (name_is(name, "LockIndex")) {
                     ok = read_u64_or_null(null, e.lock_index);
-                } else if (name == "CreateIndex") {
+                } else if (name_is(name, "CreateIndex")) {
                     ok = read_u64_or_null(null, e.create_index);
                     have_create = !null;
-                } else if (name == "ModifyIndex") {
+                } else if (name_is(name, "ModifyIndex")) {
                     ok = read_u64_or_null(null, e.modify_index);
                     have_modify = !null;
                 } else if (!null) {
@@ -86,40 +104,13 @@ class kv_fast_reader : fast_json_cursor {
                 return false;
             }
         }
-        if (!have_key || !have_create || !have_modify) {
-            return false;
-        }
-        auto value = lakemesh::detail::base64_decode(value64);
-        if (!value) {
-            return false;
-        }
-        e.value = std::move(*value);
-        return true;
+        return have_key && have_create && have_modify &&
+               lakemesh::detail::base64_decode_into(value64, e.value);
     }
 
-    /// A string of printable ASCII without escapes; its contents without the quotes.
-    bool read_string(std::string_view& out) {
-        if (!eat('"')) {
-            return false;
-        }
-        const char* start = p_;
-        while (p_ != end_ && *p_ != '"') {
-            auto u = static_cast<unsigned char>(*p_);
-            if (u < 0x20 || u > 0x7e || u == '\\') {
-                return false;
-            }
-            ++p_;
-        }
-        if (p_ == end_) {
-            return false;
-        }
-        out = std::string_view(start, static_cast<std::size_t>(p_ - start));
-        ++p_;
-        return true;
-    }
     bool read_string_into(std::string& out) {
         std::string_view v;
-        if (!read_string(v)) {
+        if (!read_plain_string(v)) {
             return false;
         }
         out.assign(v);
@@ -137,7 +128,7 @@ class kv_fast_reader : fast_json_cursor {
     bool skip_scalar() {
         std::string_view ignored;
         std::uint64_t n = 0;
-        return (p_ != end_ && *p_ == '"') ? read_string(ignored)
+        return (p_ != end_ && *p_ == '"') ? read_plain_string(ignored)
                                           : eat_word("true") || eat_word("false") || read_u64(n);
     }
 };
@@ -197,6 +188,25 @@ error_code decode_kv_entries(const std::string& body, std::vector<kv_pair>& out,
     return decode_kv_entries_json(body, out, diag);
 }
 
+error_code decode_single_kv_entry(const std::string& body, kv_pair& out, diagnostics& diag) {
+    out = kv_pair{};
+    if (kv_fast_reader(body).read_single(out)) {
+        return {};
+    }
+    std::vector<kv_pair> v;
+    if (auto ec = decode_kv_entries_json(body, v, diag)) {
+        out = kv_pair{};
+        return ec;
+    }
+    if (v.size() != 1) {
+        diag.set_client_message("expected exactly one KV entry, got " + std::to_string(v.size()));
+        out = kv_pair{};
+        return decode_errc::wrong_type;
+    }
+    out = std::move(v.front());
+    return {};
+}
+
 error_code decode_string_array(const std::string& body, std::vector<std::string>& out,
                                diagnostics& diag) {
     json j;
@@ -238,39 +248,56 @@ error_code decode_bool(const std::string& body, bool& out, diagnostics& diag) {
 
 namespace {
 
-/// A KV read: 404 means "no such key", which is an empty answer rather than an error. Fills
-/// `r`, which the operation owns.
-template <class T, class Decode>
-asio::awaitable<error_code> kv_read(std::shared_ptr<client_impl> impl, std::string key,
-                                    params_t params, query_options q, bool allow_empty_key,
-                                    Decode decode, result<T>& r) {
-    if (auto ec = validate_key(key, r.diag, allow_empty_key)) {
-        co_return ec;
+/// Validates a KV read and builds its call.
+error_code kv_read_call(const client_impl& impl, std::string_view key, params_t params,
+                        const query_options& q, bool allow_empty_key, diagnostics& diag,
+                        http_call& call) {
+    if (auto ec = validate_key(key, diag, allow_empty_key)) {
+        return ec;
     }
-    if (auto ec = validate_text("filter", q.filter, r.diag)) {
-        co_return ec;
+    if (auto ec = validate_text("filter", q.filter, diag)) {
+        return ec;
     }
-    impl->add_query_params(params, q);
-    http_call call;
-    call.target = client_impl::make_target("kv/" + key, params);
+    impl.add_query_params(params, q);
+    call.target = client_impl::make_target("kv/" + std::string(key), params);
     call.blocking = q.index > 0;
     call.wait = q.wait;
-    auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
+    return {};
+}
+
+/// The answer to a KV read: 404 means "no such key", which is an empty answer rather than an
+/// error.
+template <class T, class Decode>
+error_code kv_read_answer(error_code ec, http_answer& a, result<T>& r, Decode& decode) {
     r.meta = a.meta;
     if (ec) {
-        co_return ec;
+        return ec;
     }
     if (a.status == 404) {
-        co_return error_code{};
+        return {};
     }
     if ((ec = client_impl::check_status(a, r.diag))) {
-        co_return ec;
+        return ec;
     }
     ec = decode(a.body, r.value, r.diag);
     if (ec) {
         r.value = T{};
     }
-    co_return ec;
+    return ec;
+}
+
+/// A KV read as a callback-driven exchange.
+template <class T, class Decode>
+void run_kv_read(const std::shared_ptr<client_impl>& impl, handler_t<T> h, std::string_view key,
+                 params_t params, const query_options& q, bool allow_empty_key, Decode decode) {
+    run_exchange<T>(
+        impl, std::move(h),
+        [&](result<T>& r, http_call& call) {
+            return kv_read_call(*impl, key, std::move(params), q, allow_empty_key, r.diag, call);
+        },
+        [decode](error_code ec, http_answer& a, result<T>& r) {
+            return kv_read_answer(ec, a, r, decode);
+        });
 }
 
 asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<client_impl> impl,
@@ -311,51 +338,27 @@ asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<cl
 
 void run_kv_get(std::shared_ptr<client_impl> impl, std::string key, query_options q,
                 handler_t<std::optional<kv_pair>> h) {
-    run_operation<std::optional<kv_pair>>(
-        impl, std::move(h),
-        [impl, key = std::move(key), q = std::move(q)](result<std::optional<kv_pair>>& r) mutable {
-            return kv_read<std::optional<kv_pair>>(
-                std::move(impl), std::move(key), {}, std::move(q), false,
-                [](const std::string& body, std::optional<kv_pair>& out, diagnostics& diag) {
-                    std::vector<kv_pair> v;
-                    if (auto ec = decode_kv_entries(body, v, diag)) {
-                        return ec;
-                    }
-                    if (v.size() != 1) {
-                        diag.set_client_message("expected exactly one KV entry, got " +
-                                                std::to_string(v.size()));
-                        return error_code(decode_errc::wrong_type);
-                    }
-                    out = std::move(v.front());
-                    return error_code{};
-                },
-                r);
+    run_kv_read<std::optional<kv_pair>>(
+        impl, std::move(h), key, {}, q, false,
+        [](const std::string& body, std::optional<kv_pair>& out, diagnostics& diag) {
+            return decode_single_kv_entry(body, out.emplace(), diag);
         });
 }
 
 void run_kv_list(std::shared_ptr<client_impl> impl, std::string prefix, query_options q,
                  handler_t<std::vector<kv_pair>> h) {
-    run_operation<std::vector<kv_pair>>(
-        impl, std::move(h),
-        [impl, prefix = std::move(prefix), q = std::move(q)](result<std::vector<kv_pair>>& out) {
-            return kv_read<std::vector<kv_pair>>(impl, prefix, {{"recurse", ""}}, q, true,
-                                                 decode_kv_entries, out);
-        });
+    run_kv_read<std::vector<kv_pair>>(impl, std::move(h), prefix, {{"recurse", ""}}, q, true,
+                                      decode_kv_entries);
 }
 
 void run_kv_keys(std::shared_ptr<client_impl> impl, std::string prefix, std::string separator,
                  query_options q, handler_t<std::vector<std::string>> h) {
-    run_operation<std::vector<std::string>>(
-        impl, std::move(h),
-        [impl, prefix = std::move(prefix), sep = std::move(separator),
-         q = std::move(q)](result<std::vector<std::string>>& out) {
-            params_t params{{"keys", ""}};
-            if (!sep.empty()) {
-                params.emplace_back("separator", sep);
-            }
-            return kv_read<std::vector<std::string>>(impl, prefix, std::move(params), q, true,
-                                                     decode_string_array, out);
-        });
+    params_t params{{"keys", ""}};
+    if (!separator.empty()) {
+        params.emplace_back("separator", std::move(separator));
+    }
+    run_kv_read<std::vector<std::string>>(impl, std::move(h), prefix, std::move(params), q, true,
+                                          decode_string_array);
 }
 
 void run_kv_put(std::shared_ptr<client_impl> impl, std::string key, std::string value,

@@ -3,8 +3,11 @@
 #include "meta_codec.hpp"
 #include "response_head.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -342,18 +345,26 @@ void build_head(std::string& head, const http_call& call, const std::string& fix
     head += "\r\n";
 }
 
+using request_buffers = std::array<asio::const_buffer, 2>;
+
+/// Sends what fits now of `request` on a plain socket (non-blocking): a request almost always
+/// fits the socket's send buffer, and that saves async_write's completion round through the
+/// scheduler. Returns the bytes sent; running out of buffer space is no error.
+std::size_t send_now(tcp::socket& s, const request_buffers& request, error_code& ec) {
+    const std::size_t n = s.write_some(request, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec = {};
+    }
+    return n;
+}
+
 /// Sends c.head followed by `body`.
 template <class Stream>
 awaitable<void> send_request(Stream& s, connection& c, const std::string& body, error_code& ec) {
-    const std::array<asio::const_buffer, 2> request{asio::buffer(c.head), asio::buffer(body)};
-    beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(request);
+    const request_buffers request{asio::buffer(c.head), asio::buffer(body)};
+    beast::buffers_suffix<request_buffers> rest(request);
     if constexpr (std::is_same_v<Stream, tcp::socket>) {
-        // A request almost always fits the socket's send buffer: send what fits now (the socket
-        // is non-blocking) and save async_write's completion round through the scheduler.
-        rest.consume(s.write_some(request, ec));
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-            ec = {};
-        }
+        rest.consume(send_now(s, request, ec));
         if (ec) {
             co_return;
         }
@@ -361,6 +372,51 @@ awaitable<void> send_request(Stream& s, connection& c, const std::string& body, 
     if (beast::buffer_bytes(rest) != 0) {
         co_await asio::async_write(s, rest, asio::redirect_error(use_awaitable, ec));
     }
+}
+
+/// Takes the simple `head` parsed at the start of `bytes` (the connection's buffer) into `out`:
+/// status, keep-alive, the X-Consul-* values and as much of the body as is buffered, consuming
+/// what it took. Returns how many body bytes are still to be read into the end of out.body.
+std::size_t accept_head(const response_head& head, std::string_view bytes, connection& c,
+                        std::size_t body_limit, received_answer& out, error_code& ec) {
+    if (head.content_length > body_limit) {
+        ec = http::error::body_limit;
+        return 0;
+    }
+    out.status = head.status;
+    out.keep_alive = head.keep_alive;
+    // Copied before the head leaves the buffer.
+    if (head.index) {
+        out.index.emplace(*head.index);
+    }
+    if (head.known_leader) {
+        out.known_leader.emplace(*head.known_leader);
+    }
+    if (head.last_contact) {
+        out.last_contact.emplace(*head.last_contact);
+    }
+    const auto length = static_cast<std::size_t>(head.content_length);
+    const std::size_t buffered = std::min(bytes.size() - head.size, length);
+    if (buffered == length) {
+        // Bytes after the body belong to the next answer and stay, as Beast leaves them.
+        out.body.assign(bytes.data() + head.size, length);
+        c.buffer.consume(head.size + length);
+        return 0;
+    }
+    out.body.resize(length);
+    std::memcpy(out.body.data(), bytes.data() + head.size, buffered);
+    c.buffer.consume(bytes.size());
+    return length - buffered;
+}
+
+/// A read of the head that failed: got_bytes tells whether the buffer holds part of one, and the
+/// end of the stream becomes the error Beast reports for it.
+bool head_read_failed(connection& c, error_code& ec) {
+    const bool got_bytes = c.buffer.size() != 0;
+    if (ec == asio::error::eof) {
+        ec = got_bytes ? http::error::partial_message : http::error::end_of_stream;
+    }
+    return got_bytes;
 }
 
 /// Reads one answer into `out`: a simple head with parse_response_head, anything else with
@@ -395,42 +451,16 @@ awaitable<void> read_answer(Stream& s, connection& c, std::size_t body_limit, re
         c.buffer.commit(n);
         if (ec) {
             // What Beast reports here: the buffered bytes are the valid start of a head.
-            got_bytes = c.buffer.size() != 0;
-            if (ec == asio::error::eof) {
-                ec = got_bytes ? http::error::partial_message : http::error::end_of_stream;
-            }
+            got_bytes = head_read_failed(c, ec);
             co_return;
         }
     }
     got_bytes = true;
-    if (head.content_length > body_limit) {
-        ec = http::error::body_limit;
+    const std::size_t missing = accept_head(head, bytes, c, body_limit, out, ec);
+    if (ec || missing == 0) {
         co_return;
     }
-    out.status = head.status;
-    out.keep_alive = head.keep_alive;
-    // Copied before the head leaves the buffer.
-    if (head.index) {
-        out.index.emplace(*head.index);
-    }
-    if (head.known_leader) {
-        out.known_leader.emplace(*head.known_leader);
-    }
-    if (head.last_contact) {
-        out.last_contact.emplace(*head.last_contact);
-    }
-    const auto length = static_cast<std::size_t>(head.content_length);
-    const std::size_t buffered = std::min(bytes.size() - head.size, length);
-    if (buffered == length) {
-        // Bytes after the body belong to the next answer and stay, as Beast leaves them.
-        out.body.assign(bytes.data() + head.size, length);
-        c.buffer.consume(head.size + length);
-        co_return;
-    }
-    out.body.resize(length);
-    std::memcpy(out.body.data(), bytes.data() + head.size, buffered);
-    c.buffer.consume(bytes.size());
-    co_await asio::async_read(s, asio::buffer(out.body.data() + buffered, length - buffered),
+    co_await asio::async_read(s, asio::buffer(out.body.data() + out.body.size() - missing, missing),
                               asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::eof) {
         ec = http::error::partial_message;
@@ -538,10 +568,84 @@ void put_back(pool& p, std::shared_ptr<connection> c, bool keep_alive, bool shut
     }
 }
 
+/// How long one exchange of `call` may take: a blocking query adds its wait, and Consul's
+/// jitter of up to wait/16.
+std::chrono::milliseconds exchange_timeout(const http_call& call, const client_config& cfg) {
+    auto timeout = cfg.request_timeout;
+    if (call.blocking) {
+        auto wait =
+            call.wait.count() > 0 ? call.wait : std::chrono::milliseconds(std::chrono::minutes(5));
+        timeout += wait + wait / 16;
+    }
+    return timeout;
+}
+
+struct attempt_facts {
+    /// The connection came from the pool rather than being opened for this attempt.
+    bool reused = false;
+    /// The whole request was sent.
+    bool wrote = false;
+    /// Some of an answer came back.
+    bool got_bytes = false;
+    /// A failure that allows it may be retried (the first attempt on an address).
+    bool may_retry = false;
+};
+
+/// The end of one attempt of a single-call exchange on connection `c` of pool `p`, its answer
+/// read into `got` (ec clear) or the attempt failed: the connection goes back to the pool or is
+/// closed, the slot is released, and the answer is moved into `answer` or the failure mapped to
+/// the exchange's error. Sets `retry` instead when the call may go again on another connection:
+/// a reused connection the agent had closed meanwhile, nothing came back, and sending again is
+/// safe.
+error_code settle_attempt(pool& p, std::shared_ptr<connection> c, const http_call& call,
+                          const attempt_facts& facts, error_code ec, received_answer& got,
+                          http_answer& answer, diagnostics& diag, const client_config& cfg,
+                          bool shut_down, bool& retry) {
+    retry = false;
+    if (ec && c->timed_out) {
+        ec = beast::error::timeout;
+    }
+    if (!ec) {
+        ec = take_answer(got, answer, diag);
+        if (!ec) {
+            put_back(p, std::move(c), got.keep_alive, shut_down, cfg.pool_size_per_address);
+            release_slot(p, call.blocking);
+            return {};
+        }
+        // A malformed X-Consul-* header: the answer is not trusted, nor the connection.
+        c->close();
+        --p.open;
+        release_slot(p, call.blocking);
+        return ec;
+    }
+    c->close();
+    --p.open;
+    release_slot(p, call.blocking);
+    if (ec == http::error::body_limit) {
+        diag.set_client_message("response body larger than max_response_body (" +
+                                std::to_string(cfg.max_response_body) + " bytes)");
+        return decode_errc::body_too_large;
+    }
+    if (ec == asio::error::operation_aborted) {
+        return ec;
+    }
+    // A kept-alive connection the agent had already closed: nothing came back. Sending again
+    // is safe when the request is idempotent, or when it never left. A blocking query is never
+    // resent: a connection lost while the agent held it may mean the agent restarted and lost
+    // its state, which the caller (a watch) must hear about to resynchronise instead of
+    // blocking on an index from before.
+    const bool stale = facts.reused && !facts.got_bytes && is_closed_connection(ec);
+    if (stale && facts.may_retry && !call.blocking && (call.idempotent || !facts.wrote)) {
+        retry = true;
+        return ec;
+    }
+    return exchange_failure(ec, call.method, p.address, diag);
+}
+
 }  // namespace
 
-awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call,
-                                                                  diagnostics& diag) {
+awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call, diagnostics& diag,
+                                                                  bool retrying_stale) {
     auto self = shared_from_this();  // keep the pools alive across suspensions
     auto& st = *st_;
     http_answer answer;
@@ -553,20 +657,14 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
         co_return std::pair{error_code(validation_errc::invalid_configuration), answer};
     }
 
-    auto timeout = cfg_.request_timeout;
-    if (call.blocking) {
-        auto wait =
-            call.wait.count() > 0 ? call.wait : std::chrono::milliseconds(std::chrono::minutes(5));
-        timeout += wait + wait / 16;
-    }
-
+    const auto timeout = exchange_timeout(call, cfg_);
     error_code last_ec = transport_errc::all_addresses_failed;
     const std::size_t n = st.pools.size();
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t idx = (st.preferred + i) % n;
         auto& p = st.pools[idx];
 
-        for (int attempt = 0; attempt < 2; ++attempt) {
+        for (int attempt = (i == 0 && retrying_stale) ? 1 : 0; attempt < 2; ++attempt) {
             std::shared_ptr<connection> c;
             if (!co_await take_connection(p, cfg_.pool_size_per_address, call.blocking,
                                           st.shut_down, ex_, c)) {
@@ -605,43 +703,17 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
                 co_await write_read(*c->plain, *c, call.body, cfg_.max_response_body, got, wrote,
                                     got_bytes, ec);
             }
-            if (ec && c->timed_out) {
-                ec = beast::error::timeout;
+            bool retry = false;
+            const attempt_facts facts{reused, wrote, got_bytes, attempt == 0};
+            ec = settle_attempt(p, std::move(c), call, facts, ec, got, answer, diag, cfg_,
+                                st.shut_down, retry);
+            if (retry) {
+                continue;
             }
-            if (ec) {
-                c->close();
-                --p.open;
-                release_slot(p, call.blocking);
-                if (ec == http::error::body_limit) {
-                    diag.set_client_message("response body larger than max_response_body (" +
-                                            std::to_string(cfg_.max_response_body) + " bytes)");
-                    co_return std::pair{error_code(decode_errc::body_too_large), answer};
-                }
-                if (ec == asio::error::operation_aborted) {
-                    co_return std::pair{ec, answer};
-                }
-                // A kept-alive connection the agent had already closed: nothing came back.
-                // Sending again is safe when the request is idempotent, or when it never left.
-                const bool stale = reused && !got_bytes && is_closed_connection(ec);
-                // A blocking query is never resent: a connection lost while the agent held it
-                // may mean the agent restarted and lost its state, which the caller (a watch)
-                // must hear about to resynchronise instead of blocking on an index from before.
-                if (stale && attempt == 0 && !call.blocking && (call.idempotent || !wrote)) {
-                    continue;
-                }
-                co_return std::pair{exchange_failure(ec, call.method, p.address, diag), answer};
+            if (!ec) {
+                st.preferred = idx;
             }
-
-            if (auto meta_ec = take_answer(got, answer, diag)) {
-                c->close();
-                --p.open;
-                release_slot(p, call.blocking);
-                co_return std::pair{meta_ec, answer};
-            }
-            put_back(p, std::move(c), got.keep_alive, st.shut_down, cfg_.pool_size_per_address);
-            release_slot(p, call.blocking);
-            st.preferred = idx;
-            co_return std::pair{error_code{}, std::move(answer)};
+            co_return std::pair{ec, std::move(answer)};
         }
     }
     if (n > 1 && last_ec != asio::error::operation_aborted) {
@@ -796,6 +868,225 @@ awaitable<std::vector<std::pair<error_code, http_answer>>> transport::exchange_p
         release_slot(p, false);
     }
     co_return out;
+}
+
+// ------------------------------------------------------------------ callback-driven exchange
+
+/// One exchange on an idle pooled connection, each step a callback: writes the request (at once
+/// when it fits), reads the head with parse_response_head (or the whole answer with Beast's
+/// parser), then the rest of the body, and settles the attempt as exchange() does. The
+/// operation object is the only allocation of its own; the socket operations use the handlers'
+/// recycling allocator.
+struct transport::fast_exchange : std::enable_shared_from_this<transport::fast_exchange> {
+    fast_exchange(std::shared_ptr<transport> t, pool& p, std::size_t idx, http_call call,
+                  diagnostics& diag, asio::cancellation_slot slot,
+                  std::shared_ptr<exchange_client> client)
+        : t(std::move(t)),
+          p(p),
+          idx(idx),
+          call(std::move(call)),
+          diag(diag),
+          slot(slot),
+          client(std::move(client)) {}
+
+    std::shared_ptr<transport> t;  // keeps the pools alive
+    pool& p;
+    std::size_t idx;
+    http_call call;
+    diagnostics& diag;
+    asio::cancellation_slot slot;
+    std::shared_ptr<exchange_client> client;
+    std::shared_ptr<connection> c;
+    received_answer got;
+    std::optional<answer_parser> parser;
+    http_answer answer;
+    bool wrote = false;
+    bool got_bytes = false;
+    /// Inside start(): an outcome known at once is posted, never delivered from start_exchange.
+    bool starting = true;
+
+    template <class F>
+    void with_stream(F&& f) {
+        if (c->tls) {
+            f(*c->tls);
+        } else {
+            f(*c->plain);
+        }
+    }
+    template <class F>
+    auto bound(F&& f) {
+        return asio::bind_cancellation_slot(slot, std::forward<F>(f));
+    }
+
+    void start() {
+        c = std::move(p.idle.back());
+        p.idle.pop_back();
+        ++p.busy;
+        build_head(c->head, call, p.fixed_headers);
+        c->timed_out = false;
+        if (const auto timeout = exchange_timeout(call, t->cfg_); timeout.count() > 0) {
+            c->expires_after(timeout);
+        }
+        const request_buffers request{asio::buffer(c->head), asio::buffer(call.body)};
+        std::size_t sent = 0;
+        error_code ec;
+        if (c->plain) {
+            sent = send_now(*c->plain, request, ec);
+        }
+        if (ec) {
+            finish(ec);
+        } else if (sent == beast::buffer_bytes(request)) {
+            wrote = true;
+            read_head();
+        } else {
+            send_rest(request, sent);
+        }
+        starting = false;
+    }
+
+    void send_rest(const request_buffers& request, std::size_t sent) {
+        beast::buffers_suffix<request_buffers> rest(request);
+        rest.consume(sent);
+        with_stream([&](auto& s) {
+            asio::async_write(s, rest,
+                              bound([self = shared_from_this()](error_code ec, std::size_t) {
+                                  if (ec) {
+                                      self->finish(ec);
+                                      return;
+                                  }
+                                  self->wrote = true;
+                                  self->read_head();
+                              }));
+        });
+    }
+
+    /// As read_answer: nothing is consumed from the buffer until a simple head is accepted, so
+    /// Beast can take over from the first byte.
+    void read_head() {
+        const auto data = c->buffer.data();
+        const std::string_view bytes(static_cast<const char*>(data.data()), data.size());
+        response_head head;
+        switch (parse_response_head(bytes, head)) {
+            case head_parse::simple: {
+                got_bytes = true;
+                error_code ec;
+                const std::size_t missing =
+                    accept_head(head, bytes, *c, t->cfg_.max_response_body, got, ec);
+                if (ec || missing == 0) {
+                    finish(ec);
+                } else {
+                    read_body(missing);
+                }
+                return;
+            }
+            case head_parse::not_simple:
+                read_with_beast();
+                return;
+            case head_parse::need_more:
+                break;
+        }
+        with_stream([&](auto& s) {
+            s.async_read_some(c->buffer.prepare(beast::read_size(c->buffer, 65536)),
+                              bound([self = shared_from_this()](error_code ec, std::size_t n) {
+                                  self->c->buffer.commit(n);
+                                  if (ec) {
+                                      self->got_bytes = head_read_failed(*self->c, ec);
+                                      self->finish(ec);
+                                      return;
+                                  }
+                                  self->read_head();
+                              }));
+        });
+    }
+
+    void read_body(std::size_t missing) {
+        with_stream([&](auto& s) {
+            asio::async_read(s, asio::buffer(got.body.data() + got.body.size() - missing, missing),
+                             bound([self = shared_from_this()](error_code ec, std::size_t) {
+                                 if (ec == asio::error::eof) {
+                                     ec = http::error::partial_message;
+                                 }
+                                 self->finish(ec);
+                             }));
+        });
+    }
+
+    void read_with_beast() {
+        parser.emplace(got);
+        parser->body_limit(t->cfg_.max_response_body);
+        with_stream([&](auto& s) {
+            http::async_read(s, c->buffer, *parser,
+                             bound([self = shared_from_this()](error_code ec, std::size_t) {
+                                 self->got_bytes =
+                                     self->parser->got_some() || self->c->buffer.size() != 0;
+                                 if (!ec) {
+                                     self->got.keep_alive = self->parser->keep_alive();
+                                 }
+                                 self->finish(ec);
+                             }));
+        });
+    }
+
+    void finish(error_code ec) {
+        auto& st = *t->st_;
+        bool retry = false;
+        const attempt_facts facts{true, wrote, got_bytes, true};
+        ec = settle_attempt(p, std::move(c), call, facts, ec, got, answer, diag, t->cfg_,
+                            st.shut_down, retry);
+        if (retry) {
+            // The pooled connection was dead: the coroutine carries on, its retry for that used.
+            t->continue_in_coroutine(std::move(call), diag, slot, std::move(client), true);
+            return;
+        }
+        if (!ec) {
+            st.preferred = idx;
+        }
+        if (starting) {
+            asio::post(t->ex_, [self = shared_from_this(), ec] {
+                self->client->exchange_done(ec, self->answer);
+            });
+            return;
+        }
+        client->exchange_done(ec, answer);
+    }
+};
+
+void transport::start_exchange(http_call call, diagnostics& diag, asio::cancellation_slot slot,
+                               std::shared_ptr<exchange_client> client) {
+    auto& st = *st_;
+    if (st.shut_down || !st.tls_error.empty() || call.blocking || st.pools.empty() ||
+        st.pools[st.preferred].idle.empty()) {
+        continue_in_coroutine(std::move(call), diag, slot, std::move(client), false);
+        return;
+    }
+    std::make_shared<fast_exchange>(shared_from_this(), st.pools[st.preferred], st.preferred,
+                                    std::move(call), diag, slot, std::move(client))
+        ->start();
+}
+
+void transport::continue_in_coroutine(http_call call, diagnostics& diag,
+                                      asio::cancellation_slot slot,
+                                      std::shared_ptr<exchange_client> client,
+                                      bool retrying_stale) {
+    asio::co_spawn(
+        ex_,
+        [self = shared_from_this(), call = std::move(call), &diag, client = std::move(client),
+         retrying_stale]() mutable -> awaitable<void> {
+            std::pair<error_code, http_answer> r;
+            try {
+                r = co_await self->exchange(std::move(call), diag, retrying_stale);
+            } catch (const std::bad_alloc&) {
+                r.first = make_error_code(boost::system::errc::not_enough_memory);
+                diag.set_client_message("out of memory");
+            }
+            client->exchange_done(r.first, r.second);
+        },
+        // Only the client's own handler can throw here; that goes out of io_context::run.
+        asio::bind_cancellation_slot(slot, [](const std::exception_ptr& e) {
+            if (e) {
+                std::rethrow_exception(e);
+            }
+        }));
 }
 
 }  // namespace lakemesh::consul::detail

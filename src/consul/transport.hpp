@@ -8,6 +8,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <memory>
@@ -36,6 +37,16 @@ struct http_answer {
     query_meta meta;
 };
 
+/// The caller of transport::start_exchange.
+class exchange_client {
+  public:
+    /// The exchange is over: `ec` and `answer` as exchange() returns them.
+    virtual void exchange_done(error_code ec, http_answer& answer) = 0;
+
+  protected:
+    ~exchange_client() = default;
+};
+
 class transport : public std::enable_shared_from_this<transport> {
   public:
     transport(boost::asio::any_io_executor ex, client_config cfg, observe::logger log);
@@ -43,8 +54,18 @@ class transport : public std::enable_shared_from_this<transport> {
 
     /// One request/response exchange. Never throws; errors come back as the error_code, with
     /// details in `diag`. A non-2xx status is not an error here (the caller maps it).
-    boost::asio::awaitable<std::pair<error_code, http_answer>> exchange(http_call call,
-                                                                        diagnostics& diag);
+    /// `retrying_stale`: the call already found a pooled connection dead (see start_exchange),
+    /// so the first address gets no second try for that reason.
+    boost::asio::awaitable<std::pair<error_code, http_answer>> exchange(
+        http_call call, diagnostics& diag, bool retrying_stale = false);
+    /// The same exchange driven by callbacks instead of a coroutine, for the hot paths: while
+    /// the preferred agent has an idle connection, a non-blocking call costs no coroutine frame
+    /// and no co_spawn. Anything else (opening a connection, waiting for a slot, failover, a
+    /// blocking query, a dead pooled connection to retry) continues in exchange(). `slot`
+    /// cancels it. Completes by calling client->exchange_done on the transport's executor,
+    /// never from within start_exchange; `diag` must live until then (in the client, say).
+    void start_exchange(http_call call, diagnostics& diag, boost::asio::cancellation_slot slot,
+                        std::shared_ptr<exchange_client> client);
     /// Several exchanges pipelined on one keep-alive connection: every request in one write,
     /// the answers read in order, so a batch costs one send and about one wake-up instead of one
     /// each. Outcomes come back in the order of `calls`, each with its diagnostics in `diags`
@@ -66,6 +87,12 @@ class transport : public std::enable_shared_from_this<transport> {
     struct state;
 
   private:
+    struct fast_exchange;
+    /// start_exchange's way out to exchange(), run by co_spawn.
+    void continue_in_coroutine(http_call call, diagnostics& diag,
+                               boost::asio::cancellation_slot slot,
+                               std::shared_ptr<exchange_client> client, bool retrying_stale);
+
     boost::asio::any_io_executor ex_;
     client_config cfg_;
     observe::logger log_;

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
 #include <limits>
 
 namespace lakemesh::detail {
@@ -21,36 +22,62 @@ std::string base64_encode(std::string_view bytes) {
     return out;
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
+namespace {
+
+bool is_alphabet(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+}  // namespace
+
+bool base64_decode_into(std::string_view text, std::string& out) {
+    out.clear();
     if (text.empty()) {
-        return std::string{};
+        return true;
     }
-    // EVP_DecodeBlock accepts unpadded tails and surrounding whitespace; Consul always sends
-    // padded base64 without whitespace, so insist on that and compute the padding ourselves.
+    // Consul sends padded base64 without whitespace. EVP_DecodeBlock rejects every character
+    // outside the alphabet, but it also skips whitespace before the text and whitespace, line
+    // ends and '-' after it, and it decodes '=' anywhere as zero bits. So the length, the two ends
+    // and the place of '=' are checked here, and the characters in between by OpenSSL.
     if (text.size() % 4 != 0 ||
         text.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-        return std::nullopt;
+        return false;
+    }
+    const std::size_t n = text.size();
+    // '=' only as the last one or two characters, and "x=" is not a valid ending.
+    if (std::memchr(text.data(), '=', n - 2) != nullptr) {
+        return false;
     }
     std::size_t pad = 0;
-    if (text.back() == '=') {
-        pad = text[text.size() - 2] == '=' ? 2 : 1;
-    }
-    for (std::size_t i = 0; i < text.size() - pad; ++i) {
-        char c = text[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '+' || c == '/';
-        if (!ok) {
-            return std::nullopt;
+    if (text[n - 2] == '=') {
+        if (text[n - 1] != '=') {
+            return false;
         }
+        pad = 2;
+    } else if (text[n - 1] == '=') {
+        pad = 1;
     }
-    std::string out(text.size() / 4 * 3, '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(text.data()),
-                            static_cast<int>(text.size()));
-    if (n < 0 || static_cast<std::size_t>(n) < pad) {
+    if (!is_alphabet(text.front()) || (pad == 0 && !is_alphabet(text.back()))) {
+        return false;
+    }
+    out.resize(n / 4 * 3);
+    const int decoded =
+        EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                        reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(n));
+    // Every character was used (nothing trimmed), so the length is exact.
+    if (decoded != static_cast<int>(n / 4 * 3)) {
+        return false;
+    }
+    out.resize(n / 4 * 3 - pad);
+    return true;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+    std::string out;
+    if (!base64_decode_into(text, out)) {
         return std::nullopt;
     }
-    out.resize(static_cast<std::size_t>(n) - pad);
     return out;
 }
 

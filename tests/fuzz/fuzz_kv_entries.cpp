@@ -15,6 +15,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto ec = fuzz::without_throwing(
         [&] { return consul::detail::decode_kv_entries(body, entries, diag); });
     fuzz::check_decode_error(ec, diag);
+
+    // The one-entry reader (GET of a key) agrees with the list reader.
+    consul::kv_pair single;
+    diagnostics single_diag;
+    const auto single_ec = fuzz::without_throwing(
+        [&] { return consul::detail::decode_single_kv_entry(body, single, single_diag); });
+    fuzz::check_decode_error(single_ec, single_diag);
+    LAKEMESH_FUZZ_CHECK(!single_ec == (!ec && entries.size() == 1));
+    if (!single_ec) {
+        LAKEMESH_FUZZ_CHECK(single == entries.front());
+    }
     if (ec) {
         return 0;
     }

@@ -1,12 +1,17 @@
 // How consul::client reads answers off the wire, against a loopback server that writes scripted
 // bytes in scripted pieces: heads and bodies split across reads, the next answer's bytes already
-// in the buffer, answers that go to Beast's parser (chunked), a connection closed mid-answer, and
-// the body limit. The fast head parser and the Beast fallback must give the same results.
+// in the buffer, answers that go to Beast's parser (chunked), a connection closed mid-answer, the
+// body limit, cancellation and the request timeout. The fast head parser and the Beast fallback
+// must give the same results. Every case runs twice: as the first exchange on a new connection
+// (the coroutine path) and on a pooled connection, after a warm-up exchange (the callback path).
 #include <lakemesh/consul/client.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 
@@ -26,12 +31,14 @@ using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
 /// Accepts one connection; for each request read, writes that step's pieces with a pause
-/// between them (so each is a separate read on the client), then closes.
+/// between them (so each is a separate read on the client), then closes, or with `hold_open`
+/// waits for the client to close first.
 class scripted_server {
   public:
     using step = std::vector<std::string>;
 
-    explicit scripted_server(std::vector<step> steps) : steps_(std::move(steps)) {
+    explicit scripted_server(std::vector<step> steps, bool hold_open = false)
+        : steps_(std::move(steps)), hold_open_(hold_open) {
         thread_ = std::thread([this] { serve(); });
     }
     ~scripted_server() {
@@ -67,10 +74,15 @@ class scripted_server {
                 asio::write(s, asio::buffer(pieces[i]), ec);
             }
         }
+        if (hold_open_) {
+            char byte;
+            s.read_some(asio::buffer(&byte, 1), ec);  // until the client closes
+        }
         s.shutdown(tcp::socket::shutdown_both, ec);
     }
 
     std::vector<step> steps_;
+    bool hold_open_;
     asio::io_context io_;
     tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
     std::uint16_t port_ = acceptor_.local_endpoint().port();
@@ -83,26 +95,49 @@ struct raw_outcome {
     consul::result<consul::raw_response> r;
 };
 
-class answer_reading : public ::testing::Test {
+class answer_reading : public ::testing::TestWithParam<bool> {
   protected:
     asio::io_context io;
 
-    consul::client make_client(const scripted_server& server, std::size_t max_body = 1 << 20) {
-        consul::client_config cfg;
-        cfg.addresses = {consul::agent_address{"127.0.0.1", server.port()}};
-        cfg.request_timeout = 5s;
-        cfg.max_response_body = max_body;
-        return consul::client(io, cfg);
+    /// On a pooled connection: whether the case's steps follow a warm-up exchange.
+    static bool pooled() { return GetParam(); }
+    /// The warm-up step first when pooled.
+    static std::vector<scripted_server::step> script(std::vector<scripted_server::step> steps) {
+        if (pooled()) {
+            steps.insert(steps.begin(), {"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nwarm"});
+        }
+        return steps;
+    }
+    /// Exchanges of the case itself the server has seen.
+    static int case_requests(const scripted_server& server) {
+        return server.requests() - (pooled() ? 1 : 0);
     }
 
-    raw_outcome get(consul::client& c) {
+    consul::client make_client(const scripted_server& server, std::size_t max_body = 1 << 20,
+                               std::chrono::milliseconds timeout = 5s) {
+        consul::client_config cfg;
+        cfg.addresses = {consul::agent_address{"127.0.0.1", server.port()}};
+        cfg.request_timeout = timeout;
+        cfg.max_response_body = max_body;
+        consul::client c(io, cfg);
+        if (pooled()) {
+            auto warm = get(c);
+            EXPECT_FALSE(warm.ec) << warm.ec.message();
+            EXPECT_EQ(warm.r.value.body, "warm");
+            EXPECT_EQ(c.open_connections(), 1u);
+        }
+        return c;
+    }
+
+    raw_outcome get(consul::client& c, asio::cancellation_slot slot = {}) {
         raw_outcome out;
         consul::raw_request req;
         req.path = "kv/k";
-        c.async_raw(req, [&](error_code ec, consul::result<consul::raw_response> r) {
-            out.ec = ec;
-            out.r = std::move(r);
-        });
+        c.async_raw(req, asio::bind_cancellation_slot(
+                             slot, [&](error_code ec, consul::result<consul::raw_response> r) {
+                                 out.ec = ec;
+                                 out.r = std::move(r);
+                             }));
         io.restart();
         io.run();
         return out;
@@ -124,7 +159,7 @@ std::string chunked(const std::string& body) {
            std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n";
 }
 
-TEST_F(answer_reading, head_and_body_split_across_many_reads) {
+TEST_P(answer_reading, head_and_body_split_across_many_reads) {
     const std::string body = pattern(50000);
     const std::string head =
         "HTTP/1.1 200 OK\r\nX-Consul-Index: 9\r\nX-Consul-KnownLeader: true\r\n"
@@ -139,7 +174,7 @@ TEST_F(answer_reading, head_and_body_split_across_many_reads) {
         pieces.push_back(all.substr(from, cut - from));
         from = cut;
     }
-    scripted_server server({pieces});
+    scripted_server server(script({pieces}));
     auto c = make_client(server);
     auto out = get(c);
     ASSERT_FALSE(out.ec) << out.ec.message() << " " << out.r.diag.client_message();
@@ -149,13 +184,13 @@ TEST_F(answer_reading, head_and_body_split_across_many_reads) {
     EXPECT_TRUE(out.r.meta.known_leader);
 }
 
-TEST_F(answer_reading, bytes_of_the_next_answer_wait_in_the_buffer_for_it) {
+TEST_P(answer_reading, bytes_of_the_next_answer_wait_in_the_buffer_for_it) {
     // The first write carries the whole first answer and the second one, which goes to Beast
     // (chunked) from bytes already buffered; then a simple third answer.
     const std::string first =
         "HTTP/1.1 200 OK\r\nX-Consul-Index: 10\r\nContent-Length: 3\r\n\r\none";
     const std::string third = "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nthree";
-    scripted_server server({{first + chunked("two")}, {}, {third}});
+    scripted_server server(script({{first + chunked("two")}, {}, {third}}));
     auto c = make_client(server);
     auto a = get(c);
     ASSERT_FALSE(a.ec) << a.ec.message();
@@ -169,13 +204,13 @@ TEST_F(answer_reading, bytes_of_the_next_answer_wait_in_the_buffer_for_it) {
     ASSERT_FALSE(d.ec) << d.ec.message();
     EXPECT_EQ(d.r.value.status, 404u);
     EXPECT_EQ(d.r.value.body, "three");
-    EXPECT_EQ(server.requests(), 3);
+    EXPECT_EQ(case_requests(server), 3);
     EXPECT_EQ(c.open_connections(), 1u);
 }
 
-TEST_F(answer_reading, connection_close_answer_is_not_pooled) {
+TEST_P(answer_reading, connection_close_answer_is_not_pooled) {
     scripted_server server(
-        {{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"}});
+        script({{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"}}));
     auto c = make_client(server);
     auto out = get(c);
     ASSERT_FALSE(out.ec) << out.ec.message();
@@ -183,13 +218,13 @@ TEST_F(answer_reading, connection_close_answer_is_not_pooled) {
     EXPECT_EQ(c.open_connections(), 0u);
 }
 
-TEST_F(answer_reading, closed_mid_answer_is_the_same_error_on_both_parsers) {
+TEST_P(answer_reading, closed_mid_answer_is_the_same_error_on_both_parsers) {
     const std::string simple = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
     const std::string beast = chunked(pattern(100)).substr(0, 80);
     const std::string in_head = "HTTP/1.1 200 OK\r\nContent-Le";
     std::vector<error_code> seen;
     for (const auto& partial : {simple, beast, in_head}) {
-        scripted_server server({{partial}});
+        scripted_server server(script({{partial}}));
         auto c = make_client(server);
         auto out = get(c);
         EXPECT_TRUE(out.ec) << partial;
@@ -200,16 +235,48 @@ TEST_F(answer_reading, closed_mid_answer_is_the_same_error_on_both_parsers) {
     EXPECT_EQ(seen[2], seen[0]) << seen[2].message();
 }
 
-TEST_F(answer_reading, body_limit_on_both_parsers) {
+TEST_P(answer_reading, body_limit_on_both_parsers) {
     const std::string body = pattern(2000);
     const std::string simple = "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + body;
     for (const auto& answer : {simple, chunked(body)}) {
-        scripted_server server({{answer}});
+        scripted_server server(script({{answer}}));
         auto c = make_client(server, 1000);
         auto out = get(c);
         EXPECT_EQ(out.ec, decode_errc::body_too_large) << out.ec.message();
     }
 }
+
+TEST_P(answer_reading, cancellation_while_waiting_for_the_answer) {
+    // The server reads the request and never answers.
+    scripted_server server(script({scripted_server::step{}}), true);
+    auto c = make_client(server);
+    asio::cancellation_signal cancel;
+    asio::steady_timer later(io, 100ms);
+    later.async_wait([&](error_code) { cancel.emit(asio::cancellation_type::terminal); });
+    const auto start = std::chrono::steady_clock::now();
+    auto out = get(c, cancel.slot());
+    EXPECT_EQ(out.ec, asio::error::operation_aborted) << out.ec.message();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
+    EXPECT_EQ(case_requests(server), 1);
+    EXPECT_EQ(c.open_connections(), 0u);  // a connection left mid-answer is not reused
+}
+
+TEST_P(answer_reading, request_timeout_while_waiting_for_the_answer) {
+    scripted_server server(script({scripted_server::step{}}), true);
+    auto c = make_client(server, 1 << 20, 300ms);
+    const auto start = std::chrono::steady_clock::now();
+    auto out = get(c);
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(out.ec, transport_errc::timeout) << out.ec.message();
+    EXPECT_GE(took, 300ms);
+    EXPECT_LT(took, 4s);
+    EXPECT_EQ(c.open_connections(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(connections, answer_reading, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                             return info.param ? "pooled" : "first";
+                         });
 
 }  // namespace
 }  // namespace lakemesh::test

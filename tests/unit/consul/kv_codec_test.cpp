@@ -97,5 +97,55 @@ TEST(kv_codec, errors_name_the_entry_and_field) {
     EXPECT_NE(diag.client_message().find("KV[1].CreateIndex"), std::string::npos);
 }
 
+TEST(kv_codec, single_entry_reads_one_key_and_refuses_other_counts) {
+    kv_pair e;
+    diagnostics diag;
+    ASSERT_FALSE(decode_single_kv_entry(std::string(" [") + plain_entry + "]\n", e, diag));
+    EXPECT_EQ(e.key, "a/b");
+    EXPECT_EQ(e.value, "hello");
+    EXPECT_EQ(e.modify_index, 42u);
+    // Shapes the fast reader leaves to the JSON decoder give the same entry.
+    ASSERT_FALSE(decode_single_kv_entry(
+        R"([{"Key":"a\"b","Value":"aGVsbG8=","CreateIndex":1,"ModifyIndex":2}])", e, diag));
+    EXPECT_EQ(e.key, "a\"b");
+    EXPECT_EQ(e.value, "hello");
+    EXPECT_EQ(decode_single_kv_entry("[]", e, diag), decode_errc::wrong_type);
+    EXPECT_EQ(
+        decode_single_kv_entry(std::string("[") + plain_entry + "," + plain_entry + "]", e, diag),
+        decode_errc::wrong_type);
+    EXPECT_NE(diag.client_message().find("got 2"), std::string::npos);
+    EXPECT_EQ(decode_single_kv_entry(R"([{"Key":"k","ModifyIndex":2}])", e, diag),
+              decode_errc::missing_field);
+    EXPECT_EQ(e, kv_pair{});  // nothing half-decoded is left behind
+}
+
+// The string scan looks at eight bytes at a time: a byte it must stop at (quote, backslash,
+// control, DEL, non-ASCII) is found at every offset of a word, and the answer is the one the
+// JSON decoder gives.
+TEST(kv_codec, special_bytes_in_strings_at_every_offset) {
+    for (std::size_t at = 0; at < 20; ++at) {
+        const std::string before(at, 'a');
+        const auto entry = [&](const std::string& key_json) {
+            return R"([{"Key":")" + key_json + R"(","CreateIndex":1,"ModifyIndex":2}])";
+        };
+        kv_pair e;
+        diagnostics diag;
+        ASSERT_FALSE(decode_single_kv_entry(entry(before + R"(\/x)"), e, diag)) << at;
+        EXPECT_EQ(e.key, before + "/x") << at;
+        ASSERT_FALSE(decode_single_kv_entry(entry(before + "\x7fx"), e, diag)) << at;
+        EXPECT_EQ(e.key, before + "\x7fx") << at;
+        ASSERT_FALSE(decode_single_kv_entry(entry(before + "\xc3\xa9x"), e, diag)) << at;
+        EXPECT_EQ(e.key, before + "\xc3\xa9x") << at;
+        EXPECT_EQ(decode_single_kv_entry(entry(before + "\x01x"), e, diag),
+                  decode_errc::malformed_json)
+            << at;
+        EXPECT_EQ(decode_single_kv_entry(entry(before + "\xffx"), e, diag),
+                  decode_errc::malformed_json)
+            << at;
+        ASSERT_FALSE(decode_single_kv_entry(entry(before), e, diag)) << at;
+        EXPECT_EQ(e.key, before) << at;
+    }
+}
+
 }  // namespace
 }  // namespace lakemesh::consul::detail

@@ -37,6 +37,27 @@ TEST(base64, rejects_invalid_input) {
     EXPECT_FALSE(base64_decode("Zm9$Zm9v"));  // bad character in an earlier quad
     EXPECT_FALSE(base64_decode("Zm9vZ\x80=="));
     EXPECT_FALSE(base64_decode("===="));
+    // What OpenSSL's EVP_DecodeBlock would skip or take, refused here: whitespace, line ends and
+    // '-' around the text, whitespace inside it, '=' before the end.
+    EXPECT_FALSE(base64_decode("    Zm9v"));
+    EXPECT_FALSE(base64_decode("Zm9v    "));
+    EXPECT_FALSE(base64_decode("Zm9v\r\n\r\n"));
+    EXPECT_FALSE(base64_decode("Zm9v----"));
+    EXPECT_FALSE(base64_decode("Zm 9"));
+    EXPECT_FALSE(base64_decode("Zm-9"));
+    EXPECT_FALSE(base64_decode("Zm_9"));
+    EXPECT_FALSE(base64_decode("Zg==Zm9v"));
+    EXPECT_FALSE(base64_decode("Zm======"));
+    EXPECT_FALSE(base64_decode("Zm9=Zm9v"));
+}
+
+TEST(base64, decode_into_reuses_the_string) {
+    std::string out = "old contents that are longer";
+    ASSERT_TRUE(base64_decode_into("Zm9vYmE=", out));
+    EXPECT_EQ(out, "fooba");
+    ASSERT_TRUE(base64_decode_into("", out));
+    EXPECT_EQ(out, "");
+    EXPECT_FALSE(base64_decode_into("Zm9", out));
 }
 
 TEST(base64, bits_past_the_last_byte_are_ignored) {
