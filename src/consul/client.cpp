@@ -1,6 +1,7 @@
 #include "client_impl.hpp"
 
 #include <boost/url/encode.hpp>
+#include <boost/url/grammar/charset.hpp>
 #include <boost/url/grammar/string_token.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
@@ -17,23 +18,43 @@ namespace http = boost::beast::http;
 client_impl::client_impl(asio::any_io_executor ex, client_config c, observe::logger l)
     : net(std::make_shared<transport>(std::move(ex), std::move(c), l)), log(std::move(l)) {}
 
+namespace {
+
+/// Appends `text` percent-encoded for `chars`: text that needs no encoding (a plain key or
+/// name) is found so by one scan and copied, rather than measured and encoded in two passes.
+template <class CharSet>
+void append_encoded(std::string& out, std::string_view text, const CharSet& chars) {
+    const char* end = text.data() + text.size();
+    if (boost::urls::grammar::find_if_not(text.data(), end, chars) == end) {
+        out.append(text);
+        return;
+    }
+    boost::urls::encode(text, chars, {}, boost::urls::string_token::append_to(out));
+}
+
+}  // namespace
+
 std::string client_impl::make_target(std::string_view path, const params_t& params) {
+    return make_target("", path, params);
+}
+
+std::string client_impl::make_target(std::string_view plain_prefix, std::string_view path,
+                                     const params_t& params) {
     // Unreserved characters and '/' stay as they are; everything else is percent-encoded, so a
     // key such as "a b/c?d" reaches Consul as the segments "a b" and "c?d".
     static constexpr auto segment_chars = boost::urls::unreserved_chars + '/';
-    namespace tokens = boost::urls::string_token;
     std::string out;
-    out.reserve(4 + path.size() + 16 * params.size());
+    out.reserve(4 + plain_prefix.size() + path.size() + 16 * params.size());
     out += "/v1/";
-    // Encoded straight onto the target: no string per part.
-    boost::urls::encode(path, segment_chars, {}, tokens::append_to(out));
+    out += plain_prefix;
+    append_encoded(out, path, segment_chars);
     char sep = '?';
     for (const auto& [k, v] : params) {
         out += sep;
-        boost::urls::encode(k, boost::urls::unreserved_chars, {}, tokens::append_to(out));
+        append_encoded(out, k, boost::urls::unreserved_chars);
         if (!v.empty()) {
             out += '=';
-            boost::urls::encode(v, boost::urls::unreserved_chars, {}, tokens::append_to(out));
+            append_encoded(out, v, boost::urls::unreserved_chars);
         }
         sep = '&';
     }

@@ -43,6 +43,10 @@ class client_impl {
 
     /// "/v1/" + path (each '/'-separated segment percent-encoded) + encoded query.
     static std::string make_target(std::string_view path, const params_t& params);
+    /// As make_target(path, params) with `plain_prefix` (already safe in a URL, such as "kv/")
+    /// put before the encoded path.
+    static std::string make_target(std::string_view plain_prefix, std::string_view path,
+                                   const params_t& params);
     /// Adds dc, ns, consistency, index, wait and filter from `q` and the config defaults.
     void add_query_params(params_t& params, const query_options& q) const;
 

@@ -259,7 +259,7 @@ error_code kv_read_call(const client_impl& impl, std::string_view key, params_t 
         return ec;
     }
     impl.add_query_params(params, q);
-    call.target = client_impl::make_target("kv/" + std::string(key), params);
+    call.target = client_impl::make_target("kv/", key, params);
     call.blocking = q.index > 0;
     call.wait = q.wait;
     return {};
@@ -320,7 +320,7 @@ asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<cl
     }
     http_call call;
     call.method = method;
-    call.target = client_impl::make_target("kv/" + key, params);
+    call.target = client_impl::make_target("kv/", key, params);
     call.body = std::move(body);
     call.idempotent = idempotent;
     auto [ec, a] = co_await impl->net->exchange(std::move(call), r.diag);
