@@ -53,8 +53,8 @@ using steady = std::chrono::steady_clock;
 /// One keep-alive connection. Its timeouts come from one watchdog timer per exchange rather than
 /// a timer wait and cancel per socket operation (as beast::tcp_stream does): a later deadline
 /// while the watchdog is armed is a field write, and the watchdog re-arms itself when it wakes
-/// early. It is cancelled when the connection goes idle, so idle pooled connections hold no
-/// pending work and io_context::run can return.
+/// early. It is cancelled once the connection stays idle (see went_idle), so idle pooled
+/// connections hold no pending work and io_context::run can return.
 struct connection : std::enable_shared_from_this<connection> {
     explicit connection(const asio::any_io_executor& ex) : watchdog(ex) {
         // Beast reads at most the buffer's spare capacity (512 bytes when empty), which splits a
@@ -73,6 +73,8 @@ struct connection : std::enable_shared_from_this<connection> {
     steady::time_point armed_at = steady::time_point::max();
     /// The watchdog closed the socket: the failing operation timed out.
     bool timed_out = false;
+    /// went_idle has posted its check.
+    bool idle_check_posted = false;
     /// Counts arms and cancels, so a wake-up that was already queued when the watchdog was
     /// cancelled or re-armed is recognised as stale.
     std::uint64_t generation = 0;
@@ -90,6 +92,28 @@ struct connection : std::enable_shared_from_this<connection> {
         if (deadline < armed_at) {
             arm(deadline);
         }
+    }
+    /// The connection goes back to the pool. Its watchdog wait is cancelled (so the idle
+    /// connection holds no pending work) only once the executor gets back to its queue and the
+    /// connection is still idle: a caller that starts its next exchange from the completion, as
+    /// a serial loop does, finds the wait still armed for an earlier deadline and only moves the
+    /// deadline, instead of a timer cancel, a completion and a new timer wait per exchange.
+    void went_idle(const asio::any_io_executor& ex) {
+        deadline = steady::time_point::max();
+        if (armed_at == steady::time_point::max() || idle_check_posted) {
+            return;
+        }
+        idle_check_posted = true;
+        asio::post(ex, [weak = weak_from_this()] {
+            auto self = weak.lock();
+            if (!self) {
+                return;
+            }
+            self->idle_check_posted = false;
+            if (self->deadline == steady::time_point::max()) {
+                self->expires_never();
+            }
+        });
     }
     void expires_never() {
         deadline = steady::time_point::max();
@@ -559,10 +583,11 @@ void release_slot(pool& p, bool blocking) {
 /// Pools a connection whose last answer allowed keep-alive, or closes it.
 void put_back(pool& p, std::shared_ptr<connection> c, bool keep_alive, bool shut_down,
               std::size_t cap) {
-    c->expires_never();
     if (keep_alive && !c->timed_out && !shut_down && p.idle.size() < cap) {
+        c->went_idle(c->watchdog.get_executor());
         p.idle.push_back(std::move(c));
     } else {
+        c->expires_never();
         c->close();
         --p.open;
     }

@@ -273,6 +273,41 @@ TEST_P(answer_reading, request_timeout_while_waiting_for_the_answer) {
     EXPECT_EQ(c.open_connections(), 0u);
 }
 
+// The request timeout counts from each exchange's start, also when the next exchange starts
+// from the previous one's completion on the same connection while the watchdog is still armed
+// for the previous deadline: that wake-up must move on to the new deadline, not end the new
+// exchange early.
+TEST_P(answer_reading, timeout_counts_from_each_exchange_in_a_serial_loop) {
+    // Answers after 20 and 24 pauses of 30 ms: 0.6 s and 0.72 s, each within the 1 s timeout,
+    // while the second ends well after the first exchange's deadline.
+    const auto delayed = [](int pauses, const std::string& answer) {
+        scripted_server::step pieces(static_cast<std::size_t>(pauses), std::string());
+        pieces.push_back(answer);
+        return pieces;
+    };
+    const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    scripted_server server(script({delayed(20, ok), delayed(24, ok)}), true);
+    auto c = make_client(server, 1 << 20, 1000ms);
+    raw_outcome first;
+    raw_outcome second;
+    consul::raw_request req;
+    req.path = "kv/k";
+    c.async_raw(req, [&](error_code ec, consul::result<consul::raw_response> r) {
+        first.ec = ec;
+        first.r = std::move(r);
+        c.async_raw(req, [&](error_code ec2, consul::result<consul::raw_response> r2) {
+            second.ec = ec2;
+            second.r = std::move(r2);
+        });
+    });
+    io.restart();
+    io.run();
+    EXPECT_FALSE(first.ec) << first.ec.message();
+    EXPECT_FALSE(second.ec) << second.ec.message();
+    EXPECT_EQ(second.r.value.body, "ok");
+    EXPECT_EQ(c.open_connections(), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(connections, answer_reading, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
                              return info.param ? "pooled" : "first";
