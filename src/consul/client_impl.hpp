@@ -255,8 +255,14 @@ class exchange_operation final
         if (!caller_slot_.is_connected()) {
             return {};
         }
-        caller_slot_.assign([self = this->shared_from_this()](boost::asio::cancellation_type t) {
-            self->signal_.emit(t);
+        // A weak reference: the caller's slot belongs to whatever owns the handler, which this
+        // operation owns, so a strong one would keep both alive for ever when the operation is
+        // dropped unfinished (its io_context destroyed mid-flight). While it is in flight the
+        // transport holds the operation.
+        caller_slot_.assign([weak = this->weak_from_this()](boost::asio::cancellation_type t) {
+            if (auto self = weak.lock()) {
+                self->signal_.emit(t);
+            }
         });
         return signal_.slot();
     }
