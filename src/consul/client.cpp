@@ -1,5 +1,6 @@
 #include "client_impl.hpp"
 
+#include <boost/asio/io_context.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/grammar/charset.hpp>
 #include <boost/url/grammar/string_token.hpp>
@@ -99,6 +100,15 @@ error_code client_impl::check_status(const http_answer& a, diagnostics& diag) {
         diag.set_server_message(a.body.size() > 4096 ? a.body.substr(0, 4096) + "..." : a.body);
     }
     return ec;
+}
+
+bool same_executor(const asio::any_completion_executor& ex, const asio::any_io_executor& io) {
+    // Both unwrap to the io_context's executor type when they come from io_context::get_executor
+    // (any_completion_executor built from an any_io_executor holds its target, not a copy of it).
+    using plain = asio::io_context::executor_type;
+    const auto* a = ex.target<plain>();
+    const auto* b = io.target<plain>();
+    return a != nullptr && b != nullptr && *a == *b;
 }
 
 error_code validate_text(std::string_view what, std::string_view text, diagnostics& diag,

@@ -7,6 +7,7 @@
 
 #include "transport.hpp"
 
+#include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -53,6 +54,11 @@ class client_impl {
     /// Maps a non-2xx answer to consul_errc with Consul's text in diag.
     static error_code check_status(const http_answer& a, diagnostics& diag);
 };
+
+/// Whether `ex` (a handler's associated executor) is the plain executor of the io_context that
+/// `io` (the client's executor) refers to.
+bool same_executor(const boost::asio::any_completion_executor& ex,
+                   const boost::asio::any_io_executor& io);
 
 /// A name, ID, key or parameter headed for a URL: rejects control characters.
 error_code validate_text(std::string_view what, std::string_view text, diagnostics& diag,
@@ -239,12 +245,7 @@ class exchange_operation final
       public std::enable_shared_from_this<exchange_operation<T, Finish>> {
   public:
     exchange_operation(handler_t<T> h, Finish finish, const boost::asio::any_io_executor& io)
-        : handler_(std::move(h)),
-          finish_(std::move(finish)),
-          // As asio's composed operations do: the handler's executor keeps work while the
-          // operation is pending, and the completion goes through it.
-          work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, io),
-                                    boost::asio::execution::outstanding_work.tracked)) {}
+        : handler_(std::move(h)), finish_(std::move(finish)), work_(track_work(handler_, io)) {}
 
     result<T> out;
 
@@ -285,9 +286,33 @@ class exchange_operation final
     }
 
   private:
+    using work_executor = decltype(boost::asio::prefer(
+        std::declval<
+            boost::asio::associated_executor_t<handler_t<T>, boost::asio::any_io_executor>>(),
+        boost::asio::execution::outstanding_work.tracked));
+
+    /// As asio's handler_work does for composed operations: the handler's executor keeps work
+    /// while the operation is pending and the completion goes through it, unless that executor
+    /// is the client's own, which the pending I/O keeps running and on which every completion
+    /// of the exchange already runs; then nothing is tracked (empty) and the handler is called
+    /// directly.
+    static work_executor track_work(const handler_t<T>& h, const boost::asio::any_io_executor& io) {
+        auto ex = boost::asio::get_associated_executor(h, io);
+        if (same_executor(ex, io)) {
+            return work_executor{};
+        }
+        return boost::asio::prefer(std::move(ex), boost::asio::execution::outstanding_work.tracked);
+    }
+
     void complete(error_code ec) {
         if (caller_slot_.is_connected()) {
             caller_slot_.clear();
+        }
+        if (!work_) {
+            // On the client's executor already (exchange completions and fail_soon's post).
+            auto self = this->shared_from_this();
+            std::move(handler_)(ec, std::move(out));
+            return;
         }
         boost::asio::dispatch(work_, [self = this->shared_from_this(), ec]() mutable {
             std::move(self->handler_)(ec, std::move(self->out));
@@ -298,10 +323,7 @@ class exchange_operation final
     Finish finish_;
     boost::asio::cancellation_signal signal_;
     boost::asio::cancellation_slot caller_slot_;
-    decltype(boost::asio::prefer(
-        std::declval<
-            boost::asio::associated_executor_t<handler_t<T>, boost::asio::any_io_executor>>(),
-        boost::asio::execution::outstanding_work.tracked)) work_;
+    work_executor work_;
 };
 
 /// Runs one exchange as an exchange_operation: `prepare(result<T>&, http_call&)` validates and

@@ -304,6 +304,28 @@ TEST_F(client_fixture, completion_runs_on_the_handlers_executor) {
     EXPECT_TRUE(on_strand);
 }
 
+// A handler bound to another io_context: the operation keeps work on that context while it is
+// pending, so its run() waits for the completion instead of returning at once, and the handler
+// runs there. (When the handler's executor is the client's own, nothing extra is tracked.)
+TEST_F(client_fixture, completion_on_another_io_context_keeps_that_context_running) {
+    asio::io_context other;
+    bool done = false;
+    std::thread::id ran_on;
+    // Started before the client's thread runs, so no call races with it.
+    c.async_kv_get(p + "/none", {}, asio::bind_executor(other, [&](error_code ec, auto r) {
+                       EXPECT_FALSE(ec) << ec.message();
+                       EXPECT_FALSE(r.value.has_value());
+                       ran_on = std::this_thread::get_id();
+                       done = true;
+                   }));
+    std::thread client_thread([this] { io.run(); });
+    const auto handlers_run = other.run();
+    client_thread.join();
+    EXPECT_EQ(handlers_run, 1u);
+    EXPECT_TRUE(done);
+    EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
 // The handler completes inline from the finished operation, and a caller commonly starts its
 // next operation right there with the same cancellation slot: the finished operation must have
 // let go of the slot, and the new one must be cancellable through it.
