@@ -374,12 +374,21 @@ http_call read_call(const client_impl& impl, std::string_view path, params_t par
     return call;
 }
 
+void client_impl::add_write_scope(params_t& params) const {
+    auto add = [&params](const char* name, const std::string& configured) {
+        if (!configured.empty() &&
+            std::none_of(params.begin(), params.end(),
+                         [name](const auto& p) { return p.first == name; })) {
+            params.emplace_back(name, configured);
+        }
+    };
+    add("dc", cfg().datacenter);
+    add("ns", cfg().namespace_name);
+}
+
 http_call write_call(const client_impl& impl, http::verb method, std::string_view path,
                      params_t params, std::string body, bool idempotent) {
-    if (!impl.cfg().datacenter.empty() &&
-        std::none_of(params.begin(), params.end(), [](const auto& p) { return p.first == "dc"; })) {
-        params.emplace_back("dc", impl.cfg().datacenter);
-    }
+    impl.add_write_scope(params);
     http_call call;
     call.method = method;
     call.target = client_impl::make_target(path, params);
@@ -464,7 +473,8 @@ void run_raw(std::shared_ptr<client_impl> impl, raw_request req, handler_t<raw_r
             }
             call.target = client_impl::make_target(req.path, req.params);
             call.body = std::move(req.body);
-            call.idempotent = req.idempotent;
+            call.idempotent = req.idempotent.value_or(call.method == http::verb::get ||
+                                                      call.method == http::verb::head);
             return {};
         },
         [](error_code ec, http_answer& a, result<raw_response>& r) {

@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace lakemesh::consul {
 namespace {
@@ -135,6 +137,36 @@ client_config client_config::from_env(const env_lookup& lookup, error_code& ec, 
         }
         cfg.token = *v;
     }
+    if (auto v = lookup("CONSUL_HTTP_TOKEN_FILE"); v && !v->empty()) {
+        std::ifstream in(*v, std::ios::binary);
+        std::ostringstream text;
+        if (!in || !(text << in.rdbuf())) {
+            return fail("CONSUL_HTTP_TOKEN_FILE", "cannot read '" + *v + "'");
+        }
+        std::string token = text.str();
+        const auto first = token.find_first_not_of(" \t\r\n");
+        const auto last = token.find_last_not_of(" \t\r\n");
+        token = first == std::string::npos ? std::string{} : token.substr(first, last - first + 1);
+        if (has_control(token)) {
+            return fail("CONSUL_HTTP_TOKEN_FILE",
+                        "the token contains a control character (value not shown)");
+        }
+        if (!token.empty()) {
+            cfg.token = std::move(token);
+        }
+    }
+    if (auto v = lookup("CONSUL_HTTP_AUTH"); v && !v->empty()) {
+        if (has_control(*v)) {
+            return fail("CONSUL_HTTP_AUTH", "contains a control character (value not shown)");
+        }
+        cfg.http_auth = *v;
+    }
+    if (auto v = lookup("CONSUL_NAMESPACE"); v) {
+        if (has_control(*v)) {
+            return fail("CONSUL_NAMESPACE", "contains a control character");
+        }
+        cfg.namespace_name = *v;
+    }
     if (auto v = lookup("CONSUL_HTTP_SSL"); v && !v->empty()) {
         auto b = parse_bool(*v);
         if (!b) {
@@ -212,6 +244,10 @@ error_code client_config::validate(diagnostics& diag) const {
     }
     if (has_control(token)) {
         diag.set_client_message("client_config::token contains a control character");
+        return validation_errc::header_injection;
+    }
+    if (has_control(http_auth)) {
+        diag.set_client_message("client_config::http_auth contains a control character");
         return validation_errc::header_injection;
     }
     if (has_control(datacenter) || has_control(namespace_name)) {

@@ -50,6 +50,9 @@ class client_impl {
                                    const params_t& params);
     /// Adds dc, ns, consistency, index, wait and filter from `q` and the config defaults.
     void add_query_params(params_t& params, const query_options& q) const;
+    /// Adds the configured dc and ns to a write's parameters, unless the call already names
+    /// its own (the Go client does the same: a client's namespace applies to every request).
+    void add_write_scope(params_t& params) const;
 
     /// Maps a non-2xx answer to consul_errc with Consul's text in diag.
     static error_code check_status(const http_answer& a, diagnostics& diag);

@@ -314,10 +314,7 @@ asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<cl
             co_return std::pair{ec, std::move(r)};
         }
     }
-    if (!impl->cfg().datacenter.empty() &&
-        std::none_of(params.begin(), params.end(), [](const auto& p) { return p.first == "dc"; })) {
-        params.emplace_back("dc", impl->cfg().datacenter);
-    }
+    impl->add_write_scope(params);
     http_call call;
     call.method = method;
     call.target = client_impl::make_target("kv/", key, params);
@@ -381,6 +378,9 @@ void run_kv_put(std::shared_ptr<client_impl> impl, std::string key, std::string 
                             if (!o.datacenter.empty()) {
                                 params.emplace_back("dc", o.datacenter);
                             }
+                            if (!o.namespace_name.empty()) {
+                                params.emplace_back("ns", o.namespace_name);
+                            }
                             // A plain PUT sets the same value again: idempotent. CAS and lock
                             // operations are not: a repeat after a lost answer could report false
                             // for a write that happened.
@@ -402,6 +402,9 @@ void run_kv_delete(std::shared_ptr<client_impl> impl, std::string key, kv_delete
         }
         if (!o.datacenter.empty()) {
             params.emplace_back("dc", o.datacenter);
+        }
+        if (!o.namespace_name.empty()) {
+            params.emplace_back("ns", o.namespace_name);
         }
         return kv_write(impl, http::verb::delete_, key, {}, std::move(params), o.recurse, !o.cas);
     });

@@ -1,5 +1,6 @@
 #include "transport.hpp"
 
+#include "core/base64.hpp"
 #include "meta_codec.hpp"
 #include "response_head.hpp"
 
@@ -185,6 +186,15 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
       log_(std::move(log)),
       st_(std::make_unique<state>()) {
     log_.add_secret(cfg_.token);
+    std::string basic_auth;
+    if (!cfg_.http_auth.empty()) {
+        basic_auth = lakemesh::detail::base64_encode(cfg_.http_auth);
+        log_.add_secret(cfg_.http_auth);
+        log_.add_secret(basic_auth);
+        if (auto colon = cfg_.http_auth.find(':'); colon != std::string::npos) {
+            log_.add_secret(cfg_.http_auth.substr(colon + 1));
+        }
+    }
     for (const auto& a : cfg_.addresses) {
         auto& p = st_->pools.emplace_back();
         p.address = a;
@@ -192,6 +202,9 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
         p.fixed_headers = "Host: " + a.to_string() + "\r\nUser-Agent: lakemesh/0.1\r\n";
         if (!cfg_.token.empty()) {
             p.fixed_headers += "X-Consul-Token: " + cfg_.token + "\r\n";
+        }
+        if (!basic_auth.empty()) {
+            p.fixed_headers += "Authorization: Basic " + basic_auth + "\r\n";
         }
     }
     if (cfg_.use_tls) {

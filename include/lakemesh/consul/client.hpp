@@ -7,9 +7,10 @@
 //
 // Thread safety: a client is used from its executor only (wrap it in a strand when the
 //   executor is multi-threaded). Distinct clients are independent.
-// Cancellation: every operation supports per-operation cancellation (terminal), so
-//   asio::cancel_after gives a timeout; a cancelled operation completes with
-//   asio::error::operation_aborted and its connection is closed, never reused.
+// Cancellation: every operation supports per-operation cancellation (terminal): bind a
+//   cancellation slot (asio::bind_cancellation_slot) and emit on it, e.g. from a timer, for a
+//   timeout; asio::cancel_after (Boost 1.86 and later) does exactly that. A cancelled operation
+//   completes with asio::error::operation_aborted and its connection is closed, never reused.
 // Errors: validation_errc before anything is sent; transport_errc for connection trouble;
 //   consul_errc for non-2xx statuses (Consul's text in result::diag); decode_errc for bodies
 //   that do not parse.

@@ -61,11 +61,16 @@ struct client_config {
     bool use_tls = false;
     tls_config tls;
     /// ACL token sent as X-Consul-Token (CONSUL_HTTP_TOKEN). Empty: no token.
-    /// Never logged, never put in a URL.
+    /// Never logged, never put in a URL. CONSUL_HTTP_TOKEN_FILE, when it names a non-empty file,
+    /// wins over CONSUL_HTTP_TOKEN, as in Consul's own clients.
     std::string token;
+    /// HTTP basic authentication as "user:password" (CONSUL_HTTP_AUTH), for agents behind a proxy
+    /// that asks for it; sent as an Authorization header. Empty: none. Never logged.
+    std::string http_auth;
     /// Datacenter for requests (?dc=). Empty: the agent's own datacenter.
     std::string datacenter;
-    /// Consul Enterprise namespace (?ns=). Empty: the default namespace.
+    /// Consul Enterprise namespace (?ns=, CONSUL_NAMESPACE), for reads and writes alike. Empty:
+    /// the default namespace. Consul CE refuses any namespace with a 400.
     std::string namespace_name;
     /// Consistency mode of reads unless a query overrides it.
     consistency_mode consistency = consistency_mode::default_mode;
@@ -79,10 +84,11 @@ struct client_config {
     /// Keep-alive connections kept per agent address.
     std::size_t pool_size_per_address = 16;
 
-    /// Reads CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CAPATH,
-    /// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME and CONSUL_HTTP_SSL_VERIFY
-    /// on top of the defaults. A malformed value sets validation_errc::invalid_environment
-    /// and names the variable in `diag`.
+    /// Reads CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_AUTH,
+    /// CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY,
+    /// CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY and CONSUL_NAMESPACE on top of the
+    /// defaults. A malformed value, or a token file that cannot be read, sets
+    /// validation_errc::invalid_environment and names the variable in `diag`.
     static client_config from_env(error_code& ec, diagnostics& diag);
     /// Same, reading variables through `lookup`.
     static client_config from_env(const env_lookup& lookup, error_code& ec, diagnostics& diag);

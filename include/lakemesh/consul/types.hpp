@@ -74,7 +74,9 @@ struct kv_put_options {
     std::string acquire;
     /// Lock release by this session ID (?release).
     std::string release;
+    /// Datacenter and namespace for this write; empty uses client_config's.
     std::string datacenter;
+    std::string namespace_name;
 };
 
 struct kv_delete_options {
@@ -82,7 +84,9 @@ struct kv_delete_options {
     bool recurse = false;
     /// Delete only if the key's ModifyIndex equals this.
     std::optional<std::uint64_t> cas;
+    /// Datacenter and namespace for this delete; empty uses client_config's.
     std::string datacenter;
+    std::string namespace_name;
 };
 
 // ------------------------------------------------------------------ raw requests
@@ -96,8 +100,10 @@ struct raw_request {
     /// Query parameters, not encoded.
     std::vector<std::pair<std::string, std::string>> params;
     std::string body;
-    /// Safe to send twice (reads, and writes the caller knows to be idempotent).
-    bool idempotent = true;
+    /// Safe to send again after a kept-alive connection turned out closed. Unset means: only
+    /// GET and HEAD are. Set it to true for a write the caller knows to be idempotent, or to
+    /// false for a read with side effects.
+    std::optional<bool> idempotent;
 };
 
 struct raw_response {

@@ -46,6 +46,18 @@ std::optional<parsed_target> parse_target(std::string_view target) {
     return out;
 }
 
+/// The endpoints (below /v1/) on which Consul reads a namespace: KV, sessions, health, catalog
+/// services, and the agent's services and checks.
+bool takes_namespace(std::string_view path) {
+    for (std::string_view prefix :
+         {"kv/", "session/", "health/", "catalog/service", "agent/service", "agent/check"}) {
+        if (path.starts_with(prefix)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 std::string request_token(const http::request<http::string_body>& req, const parsed_target& t) {
     if (auto it = req.find("X-Consul-Token"); it != req.end()) {
         return std::string(it->value());
@@ -272,6 +284,21 @@ class connection final : public closable, public std::enable_shared_from_this<co
         rq.query = std::move(target->query);
         rq.body = msg.body();
         stale = rq.has("stale");
+
+        // Consul CE parses a namespace on these endpoints before anything else and refuses one:
+        // namespaces are an Enterprise feature. dev_consul behaves as CE does.
+        if (takes_namespace(rq.path)) {
+            if (msg.find("X-Consul-Namespace") != msg.end()) {
+                co_return error_response(400,
+                                         "Invalid header: \"X-Consul-Namespace\" - Namespaces "
+                                         "are a Consul Enterprise feature");
+            }
+            if (auto ns = rq.param("ns"); ns && !ns->empty()) {
+                co_return error_response(400,
+                                         "Invalid query parameter: \"ns\" - Namespaces are a "
+                                         "Consul Enterprise feature");
+            }
+        }
 
         const auto& acl = agent_->opts.acl_token;
         if (!acl.empty() && !rq.path.starts_with("status/")) {

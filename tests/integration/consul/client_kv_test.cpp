@@ -19,6 +19,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <algorithm>
 #include <thread>
 
 namespace lakemesh::test {
@@ -108,6 +109,20 @@ TEST_F(client_fixture, use_awaitable_token) {
         asio::detached);
     io.run();
     EXPECT_EQ(seen, "coroutine");
+}
+
+TEST_F(client_fixture, status_leader_is_one_of_the_raft_peers) {
+    auto leader = run([&] { return c.async_status_leader(asio::use_future); });
+    auto peers = run([&] { return c.async_status_peers(asio::use_future); });
+    ASSERT_FALSE(leader.value.empty());
+    ASSERT_FALSE(peers.value.empty());
+    EXPECT_NE(std::find(peers.value.begin(), peers.value.end(), leader.value), peers.value.end())
+        << leader.value;
+    // host:port, as Consul answers.
+    EXPECT_NE(leader.value.rfind(':'), std::string::npos);
+    if (target.dev() != nullptr) {
+        EXPECT_EQ(peers.value, std::vector<std::string>{"127.0.0.1:8300"});
+    }
 }
 
 TEST_F(client_fixture, deferred_token) {

@@ -1,7 +1,9 @@
 // The wire side of pipelined check updates (agent_api::async_check_updates), against a scripted
 // loopback server: every request of a batch arrives before the first answer is written, the
 // answers are matched to the updates in order, and when the server closes the connection part
-// way the unanswered updates go out again on a new connection.
+// way the unanswered updates go out again on a new connection. The same server shows that a
+// request which is not safe to repeat is never sent twice when a kept-alive connection turns out
+// to be closed, while a read is.
 #include <lakemesh/consul/client.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -193,6 +195,144 @@ TEST_F(pipeline_test, a_server_that_closes_without_answering_fails_the_batch_wit
     EXPECT_EQ(r.value[0].error, transport_errc::connection_closed);
     EXPECT_EQ(r.value[1].error, transport_errc::connection_closed);
     EXPECT_EQ(connections, 1);
+}
+
+// A kept-alive connection that the agent closes just after reading the next request: the request
+// arrived and may have been applied, and no answer came. Only a request that is safe to repeat
+// goes out again, on a new connection; anything else fails with connection_closed and is not
+// resent. The server then takes one more connection and records what arrives on it: the client's
+// next call, never a resent write.
+class resend_test : public pipeline_test {
+  protected:
+    template <class T, class Start>
+    std::pair<error_code, consul::result<T>> run_op(Start start) {
+        std::optional<std::pair<error_code, consul::result<T>>> out;
+        start([&](error_code ec, consul::result<T> r) { out.emplace(ec, std::move(r)); });
+        while (!out) {
+            io.run_one_for(std::chrono::milliseconds(10));
+        }
+        return std::move(*out);
+    }
+
+    /// Serves: connection 1 answers the warm-up GET, reads the next request and closes without
+    /// answering; connection 2 reads one request and answers it with `second_body`.
+    std::thread serve(std::vector<std::string>& lines, std::string second_body) {
+        return std::thread([this, &lines, second_body] {
+            {
+                tcp::socket s = acceptor.accept();
+                lines.push_back(read_requests(s, 1).at(0));
+                asio::write(s, asio::buffer(answer(200, R"("127.0.0.1:8300")")));
+                lines.push_back(read_requests(s, 1).at(0));
+            }
+            tcp::socket s = acceptor.accept();
+            lines.push_back(read_requests(s, 1).at(0));
+            asio::write(s, asio::buffer(answer(200, second_body)));
+            wait_for_close(s);
+        });
+    }
+
+    void warm_up(consul::client& c) {
+        auto [ec, r] = run_op<std::string>([&](auto h) { c.async_status_leader(std::move(h)); });
+        ASSERT_FALSE(ec) << ec.message();
+    }
+
+    /// Runs a call that must not be repeated on the stale connection, then a status read.
+    template <class T, class Start>
+    void expect_not_resent(Start start, const std::string& request_line) {
+        std::vector<std::string> lines;
+        auto server = serve(lines, R"("127.0.0.1:8300")");
+        auto c = make_client();
+        warm_up(c);
+        auto [ec, r] = run_op<T>(start(c));
+        EXPECT_EQ(ec, transport_errc::connection_closed) << ec.message();
+        auto [lec, leader] =
+            run_op<std::string>([&](auto h) { c.async_status_leader(std::move(h)); });
+        EXPECT_FALSE(lec) << lec.message();
+        c.shutdown();
+        server.join();
+        ASSERT_EQ(lines.size(), 3u);
+        EXPECT_EQ(lines[1], request_line);
+        EXPECT_EQ(lines[2], "GET /v1/status/leader HTTP/1.1");
+    }
+};
+
+TEST_F(resend_test, a_read_is_sent_again_on_a_new_connection) {
+    std::vector<std::string> lines;
+    auto server = serve(lines, R"(["a","b"])");
+    auto c = make_client();
+    warm_up(c);
+    auto [ec, r] =
+        run_op<std::vector<std::string>>([&](auto h) { c.async_kv_keys("p/", "", std::move(h)); });
+    c.shutdown();
+    server.join();
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_EQ(r.value, (std::vector<std::string>{"a", "b"}));
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[1], "GET /v1/kv/p/?keys HTTP/1.1");
+    EXPECT_EQ(lines[2], lines[1]);
+}
+
+TEST_F(resend_test, a_cas_write_is_not_sent_again) {
+    expect_not_resent<bool>(
+        [](consul::client& c) {
+            return [&c](auto h) { c.async_kv_put("k", "v", {.cas = 5}, std::move(h)); };
+        },
+        "PUT /v1/kv/k?cas=5 HTTP/1.1");
+}
+
+TEST_F(resend_test, a_lock_acquire_is_not_sent_again) {
+    expect_not_resent<bool>(
+        [](consul::client& c) {
+            return [&c](auto h) { c.async_kv_put("k", "v", {.acquire = "s1"}, std::move(h)); };
+        },
+        "PUT /v1/kv/k?acquire=s1 HTTP/1.1");
+}
+
+TEST_F(resend_test, a_session_create_is_not_sent_again) {
+    expect_not_resent<std::string>(
+        [](consul::client& c) {
+            return
+                [&c](auto h) { c.session().async_create(consul::session_options{}, std::move(h)); };
+        },
+        "PUT /v1/session/create HTTP/1.1");
+}
+
+TEST_F(resend_test, a_write_transaction_is_not_sent_again) {
+    expect_not_resent<consul::txn_result>(
+        [](consul::client& c) {
+            return [&c](auto h) {
+                std::vector<consul::txn_kv_op> ops{
+                    consul::txn_kv_op{.verb = consul::txn_kv_verb::set, .key = "k", .value = "v"}};
+                c.txn().async_commit(ops, std::move(h));
+            };
+        },
+        "PUT /v1/txn HTTP/1.1");
+}
+
+TEST_F(resend_test, a_raw_write_is_not_sent_again_unless_marked_idempotent) {
+    expect_not_resent<consul::raw_response>(
+        [](consul::client& c) {
+            return [&c](auto h) {
+                c.async_raw({.method = "POST", .path = "acl/token", .body = "{}"}, std::move(h));
+            };
+        },
+        "POST /v1/acl/token HTTP/1.1");
+
+    // Marked idempotent by the caller: sent again.
+    std::vector<std::string> lines;
+    auto server = serve(lines, "{}");
+    auto c = make_client();
+    warm_up(c);
+    auto [ec, r] = run_op<consul::raw_response>([&](auto h) {
+        c.async_raw({.method = "PUT", .path = "x/y", .body = "{}", .idempotent = true},
+                    std::move(h));
+    });
+    c.shutdown();
+    server.join();
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_EQ(r.value.status, 200u);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[2], "PUT /v1/x/y HTTP/1.1");
 }
 
 }  // namespace

@@ -121,6 +121,61 @@ TEST_F(client_query, token_goes_only_in_the_consul_header) {
     EXPECT_EQ(server.last_header("Authorization"), "");
 }
 
+// A client's datacenter and namespace apply to its writes as well as its reads, as in Consul's
+// Go client: otherwise a client set to namespace "team-a" would read one namespace and write
+// another.
+TEST_F(client_query, writes_carry_the_configured_datacenter_and_namespace) {
+    auto cfg = config();
+    cfg.datacenter = "dc1";
+    cfg.namespace_name = "team-a";
+    client c(io, cfg);
+
+    server.set_body("true");
+    run([&] { return c.async_kv_put("w/k", "v", both); });
+    EXPECT_EQ(server.last_method(), "PUT");
+    EXPECT_EQ(server.last_target(), "/v1/kv/w/k?dc=dc1&ns=team-a");
+    run([&] { return c.async_kv_put("w/k", "v", {.flags = 7, .cas = 3}, both); });
+    EXPECT_EQ(server.last_target(), "/v1/kv/w/k?flags=7&cas=3&dc=dc1&ns=team-a");
+    run([&] { return c.async_kv_delete("w/", {.recurse = true}, both); });
+    EXPECT_EQ(server.last_method(), "DELETE");
+    EXPECT_EQ(server.last_target(), "/v1/kv/w/?recurse&dc=dc1&ns=team-a");
+    // A write's own options win over the config's.
+    run([&] {
+        return c.async_kv_put("w/k", "v", {.datacenter = "dc2", .namespace_name = "b"}, both);
+    });
+    EXPECT_EQ(server.last_target(), "/v1/kv/w/k?dc=dc2&ns=b");
+
+    server.set_body(R"({"ID":"adf4238a-882b-9ddc-4a9d-5b6758e4159e"})");
+    run([&] { return c.session().async_create(consul::session_options{}, both); });
+    EXPECT_EQ(server.last_target(), "/v1/session/create?dc=dc1&ns=team-a");
+
+    server.set_body(R"({"Results":[{"KV":{"Key":"w/k","Flags":0,"Value":null,"LockIndex":0,)"
+                    R"("CreateIndex":1,"ModifyIndex":1}}],"Errors":null})");
+    std::vector<consul::txn_kv_op> ops{
+        consul::txn_kv_op{.verb = consul::txn_kv_verb::set, .key = "w/k", .value = "v"}};
+    run([&] { return c.txn().async_commit(ops, both); });
+    EXPECT_EQ(server.last_target(), "/v1/txn?dc=dc1&ns=team-a");
+
+    server.set_body("");
+    consul::service_registration reg;
+    reg.name = "web";
+    run([&] { return c.agent().async_service_register(reg, both); });
+    EXPECT_EQ(server.last_target(), "/v1/agent/service/register?dc=dc1&ns=team-a");
+    run([&] { return c.agent().async_check_pass("service:web", "ok", both); });
+    EXPECT_EQ(server.last_target(), "/v1/agent/check/pass/service%3Aweb?note=ok&dc=dc1&ns=team-a");
+}
+
+TEST_F(client_query, http_auth_goes_as_basic_authorization) {
+    server.set_body("[]");
+    auto cfg = config();
+    cfg.token = "tok";
+    cfg.http_auth = "user:pass";
+    client c(io, cfg);
+    run([&] { return c.async_kv_list("t", both); });
+    EXPECT_EQ(server.last_header("Authorization"), "Basic dXNlcjpwYXNz");
+    EXPECT_EQ(server.last_header("X-Consul-Token"), "tok");
+}
+
 TEST_F(client_query, filter_with_a_newline_is_rejected_before_sending) {
     client c(io, config());
     query_options q;

@@ -58,6 +58,29 @@ TEST(http, unknown_paths_404_wrong_methods_405) {
     EXPECT_EQ(c.request("POST", "/v1/status/leader").status, 405u);
 }
 
+// Consul CE refuses a namespace (query or header) on the endpoints that read one, before the ACL
+// check, and writes nothing. Runs against a real agent too, which must then be CE.
+TEST(http, a_namespace_is_refused_as_consul_ce_does) {
+    consul_target target;
+    auto c = target.client();
+    const std::string key = "/v1/kv/" + unique_name("ns");
+    auto put = c.put(key + "?ns=team-a", "v");
+    EXPECT_EQ(put.status, 400u);
+    EXPECT_NE(
+        put.body.find(R"(query parameter: "ns" - Namespaces are a Consul Enterprise feature)"),
+        std::string::npos)
+        << put.body;
+    EXPECT_EQ(c.get(key).status, 404u);
+    auto hdr = c.request("GET", key, "", {{"X-Consul-Namespace", "team-a"}});
+    EXPECT_EQ(hdr.status, 400u);
+    EXPECT_NE(hdr.body.find(R"(header: "X-Consul-Namespace" - Namespaces are a Consul Enterprise)"),
+              std::string::npos)
+        << hdr.body;
+    // An empty ns is no namespace; status endpoints do not read one.
+    EXPECT_EQ(c.get(key + "?ns=").status, 404u);
+    EXPECT_EQ(c.get("/v1/status/leader?ns=b").status, 200u);
+}
+
 TEST(http, keep_alive_serves_many_requests_on_one_connection) {
     consul_target target;
     LAKEMESH_NEEDS_DEV(target);

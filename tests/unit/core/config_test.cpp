@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <map>
 
 namespace lakemesh::consul {
@@ -52,6 +56,54 @@ TEST(config, reads_every_standard_variable) {
     EXPECT_EQ(cfg.tls.key_file, "/k.pem");
     EXPECT_EQ(cfg.tls.server_name, "server.dc1.consul");
     EXPECT_FALSE(cfg.tls.verify);
+}
+
+TEST(config, namespace_basic_auth_and_token_file) {
+    const auto file = std::filesystem::temp_directory_path() /
+                      ("lakemesh-token-" + std::to_string(::getpid()) + ".txt");
+    std::ofstream(file) << "  file-token\n";
+    error_code ec;
+    diagnostics d;
+    auto cfg = client_config::from_env(env({{"CONSUL_HTTP_TOKEN", "env-token"},
+                                            {"CONSUL_HTTP_TOKEN_FILE", file.string()},
+                                            {"CONSUL_HTTP_AUTH", "user:pa ss"},
+                                            {"CONSUL_NAMESPACE", "team-a"}}),
+                                       ec, d);
+    ASSERT_FALSE(ec) << d.to_string();
+    // The file wins over CONSUL_HTTP_TOKEN, trimmed, as in Consul's Go client.
+    EXPECT_EQ(cfg.token, "file-token");
+    EXPECT_EQ(cfg.http_auth, "user:pa ss");
+    EXPECT_EQ(cfg.namespace_name, "team-a");
+    EXPECT_FALSE(cfg.validate(d));
+
+    // An empty file leaves CONSUL_HTTP_TOKEN in force.
+    std::ofstream(file, std::ios::trunc) << "\n";
+    cfg = client_config::from_env(
+        env({{"CONSUL_HTTP_TOKEN", "env-token"}, {"CONSUL_HTTP_TOKEN_FILE", file.string()}}), ec,
+        d);
+    ASSERT_FALSE(ec) << d.to_string();
+    EXPECT_EQ(cfg.token, "env-token");
+
+    // A token with a control character inside is refused without echoing it.
+    std::ofstream(file, std::ios::trunc) << "ab\r\nX-Evil: 1";
+    client_config::from_env(env({{"CONSUL_HTTP_TOKEN_FILE", file.string()}}), ec, d);
+    EXPECT_EQ(ec, validation_errc::invalid_environment);
+    EXPECT_NE(d.to_string().find("CONSUL_HTTP_TOKEN_FILE"), std::string::npos);
+    EXPECT_EQ(d.to_string().find("Evil"), std::string::npos);
+    std::filesystem::remove(file);
+
+    // A file that cannot be read names the variable.
+    client_config::from_env(env({{"CONSUL_HTTP_TOKEN_FILE", file.string()}}), ec, d);
+    EXPECT_EQ(ec, validation_errc::invalid_environment);
+    EXPECT_NE(d.to_string().find("CONSUL_HTTP_TOKEN_FILE"), std::string::npos);
+
+    client_config::from_env(env({{"CONSUL_HTTP_AUTH", "u:p\r\nX: 1"}}), ec, d);
+    EXPECT_EQ(ec, validation_errc::invalid_environment);
+    EXPECT_EQ(d.to_string().find("X: 1"), std::string::npos);
+
+    client_config bad;
+    bad.http_auth = "u:p\nX: 1";
+    EXPECT_EQ(bad.validate(d), validation_errc::header_injection);
 }
 
 TEST(config, ssl_flag_and_address_list) {
