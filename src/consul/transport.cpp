@@ -331,7 +331,11 @@ awaitable<std::shared_ptr<connection>> connect_to(const agent_address& addr,
     low.non_blocking(true);  // for the immediate send in write_read
     if (c->tls) {
         const std::string& name = cfg.tls.server_name.empty() ? addr.host : cfg.tls.server_name;
-        if (!SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str())) {
+        // SNI carries DNS names only (RFC 6066 section 3): an IP literal is verified against the
+        // certificate but not sent.
+        boost::system::error_code not_ip;
+        asio::ip::make_address(name, not_ip);
+        if (not_ip && !SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str())) {
             ec = transport_errc::tls_handshake_failed;
             diag.set_client_message("cannot set TLS server name '" + name + "'");
             co_return nullptr;

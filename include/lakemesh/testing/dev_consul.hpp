@@ -37,6 +37,9 @@ struct dev_consul_options {
     /// HTTPS: PEM certificate chain and key. Both empty: plain HTTP.
     std::string tls_cert_file;
     std::string tls_key_file;
+    /// HTTPS only: when non-empty, clients must present a certificate that this PEM CA file
+    /// verifies, or the handshake fails (Consul's verify_incoming).
+    std::string tls_client_ca_file;
     /// How often TTL checks, session TTLs and DeregisterCriticalServiceAfter are evaluated.
     std::chrono::milliseconds reap_interval{50};
     /// Where the dev agent logs. Default: nowhere.
@@ -102,6 +105,9 @@ class dev_consul {
     std::size_t blocking_queries() const;
     /// Requests answered by this agent so far.
     std::uint64_t requests_served() const;
+    /// HTTPS: the server name (SNI) the last client sent in its TLS handshake; empty when it
+    /// sent none or no handshake has completed.
+    std::string last_tls_server_name() const;
     /// The cluster's current raft index.
     std::uint64_t current_index() const;
 

@@ -19,6 +19,10 @@ dev_agent::dev_agent(dev_cluster_core& c, dev_consul_options o) : core(c), opts(
                          asio::ssl::context::no_sslv3);
         tls->use_certificate_chain_file(opts.tls_cert_file);
         tls->use_private_key_file(opts.tls_key_file, asio::ssl::context::pem);
+        if (!opts.tls_client_ca_file.empty()) {
+            tls->load_verify_file(opts.tls_client_ca_file);
+            tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+        }
     }
 }
 
@@ -406,6 +410,11 @@ std::size_t dev_consul::blocking_queries() const {
 
 std::uint64_t dev_consul::requests_served() const {
     return agent_->served.load();
+}
+
+std::string dev_consul::last_tls_server_name() const {
+    std::lock_guard lock(agent_->sni_mutex);
+    return agent_->last_sni;
 }
 
 std::uint64_t dev_consul::current_index() const {

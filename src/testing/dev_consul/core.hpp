@@ -16,6 +16,7 @@
 #include <future>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -62,6 +63,9 @@ class dev_agent : public std::enable_shared_from_this<dev_agent> {
     std::atomic<int> fail_kind{0};
     bool paused = false;  // io thread only
     std::atomic<std::uint64_t> served{0};
+    // SNI of the last completed TLS handshake; written on the io thread, read from any.
+    mutable std::mutex sni_mutex;
+    std::string last_sni;
 
   private:
     void accept_loop();

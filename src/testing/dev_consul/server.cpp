@@ -112,6 +112,10 @@ class connection final : public closable, public std::enable_shared_from_this<co
             if (ec) {
                 co_return;
             }
+            const char* sni =
+                SSL_get_servername(stream_.native_handle(), TLSEXT_NAMETYPE_host_name);
+            std::lock_guard lock(agent_->sni_mutex);
+            agent_->last_sni = sni != nullptr ? sni : "";
         }
         beast::flat_buffer buffer;
         while (!closed_) {

@@ -163,6 +163,48 @@ TEST_F(agent_test, registers_a_service_with_ttl_http_and_tcp_checks_and_reads_it
     }));
 }
 
+TEST_F(agent_test, grpc_check_and_deregister_critical_service_after) {
+    const std::string id = svc + "-g";
+    service_registration reg;
+    reg.id = id;
+    reg.name = svc;
+    reg.port = 9090;
+    check_definition grpc;
+    grpc.id = id + ":grpc";
+    grpc.name = "gRPC health";
+    grpc.grpc = "127.0.0.1:1/lakemesh.Health";  // nothing listens: stays critical
+    grpc.grpc_use_tls = true;
+    grpc.interval = 10s;
+    check_definition ttl;
+    ttl.id = id + ":ttl";
+    ttl.name = "heartbeat";
+    ttl.ttl = 10s;
+    ttl.deregister_critical_service_after = 1min;
+    reg.checks = {grpc, ttl};
+    register_service(reg);
+
+    auto checks = agent_checks();
+    ASSERT_EQ(checks.count(id + ":grpc"), 1u);
+    EXPECT_EQ(checks.at(id + ":grpc").type, "grpc");
+    EXPECT_EQ(checks.at(id + ":grpc").service_id, id);
+    ASSERT_EQ(checks.count(id + ":ttl"), 1u);
+
+    // Critical for longer than DeregisterCriticalServiceAfter: the agent removes the service.
+    // Needs the dev agent's clock; a real agent would take over a minute.
+    if (target.dev() == nullptr) {
+        return;
+    }
+    ok<empty>([&](auto h) { c.agent().async_check_pass(id + ":ttl", "", std::move(h)); });
+    target.dev()->advance_clock(30s);  // the TTL ran out 20 s ago
+    EXPECT_EQ(agent_checks().at(id + ":ttl").status, check_status::critical);
+    auto services = ok<services_map>([&](auto h) { c.agent().async_services(std::move(h)); });
+    EXPECT_EQ(services.count(id), 1u);
+    target.dev()->advance_clock(41s);  // critical for 61 s
+    services = ok<services_map>([&](auto h) { c.agent().async_services(std::move(h)); });
+    EXPECT_EQ(services.count(id), 0u);
+    EXPECT_EQ(agent_checks().count(id + ":ttl"), 0u);
+}
+
 TEST_F(agent_test, ttl_pass_warn_fail_and_update_show_in_health_checks_and_state) {
     const std::string id = svc + "-1";
     const std::string check = id + ":ttl";

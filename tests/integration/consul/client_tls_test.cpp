@@ -10,6 +10,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <cstdio>
+#include <filesystem>
 #include <mutex>
 
 namespace lakemesh::test {
@@ -154,14 +159,111 @@ TEST_F(client_tls, missing_ca_file_is_a_clear_error) {
 }
 
 TEST_F(client_tls, client_certificate_is_presented) {
-    // dev_consul does not ask for client certificates; this checks the files load and the
-    // handshake still succeeds with one configured.
+    // This agent does not ask for a client certificate: one configured does no harm.
     auto cfg = tls_config();
     cfg.tls.cert_file = other_cert.cert_file();
     cfg.tls.key_file = other_cert.key_file();
     client c(io, cfg);
     auto [ec, r] = run([&] { return c.async_status_leader(both); });
     EXPECT_FALSE(ec) << ec.message() << " " << r.diag.client_message();
+}
+
+// An agent with verify_incoming: only a client holding a certificate its CA verifies gets an
+// answer.
+TEST_F(client_tls, agent_requiring_a_client_certificate_accepts_only_a_trusted_one) {
+    self_signed_cert client_ca{"lakemesh-client"};
+    ASSERT_TRUE(client_ca.ok());
+    testing::dev_consul_options opts;
+    opts.tls_cert_file = server_cert.cert_file();
+    opts.tls_key_file = server_cert.key_file();
+    opts.tls_client_ca_file = client_ca.cert_file();
+    server = std::make_unique<testing::dev_consul>(opts);
+
+    auto with_cert = tls_config();
+    with_cert.tls.cert_file = client_ca.cert_file();
+    with_cert.tls.key_file = client_ca.key_file();
+    {
+        client c(io, with_cert);
+        auto [ec, r] = run([&] { return c.async_kv_put(key, "mtls", both); });
+        EXPECT_FALSE(ec) << ec.message() << " " << r.diag.client_message();
+        EXPECT_TRUE(r.value);
+    }
+    EXPECT_EQ(server->requests_served(), 1u);
+
+    auto no_cert = tls_config();
+    no_cert.request_timeout = 5s;
+    auto wrong_cert = tls_config();
+    wrong_cert.request_timeout = 5s;
+    wrong_cert.tls.cert_file = other_cert.cert_file();
+    wrong_cert.tls.key_file = other_cert.key_file();
+    for (const auto& cfg : {no_cert, wrong_cert}) {
+        client c(io, cfg);
+        auto [ec, r] = run([&] { return c.async_kv_put(key, "must not land", both); });
+        EXPECT_TRUE(ec);
+        EXPECT_NE(ec, make_error_code(transport_errc::timeout)) << ec.message();
+    }
+    EXPECT_EQ(server->requests_served(), 1u);
+    client c(io, with_cert);
+    auto [ec, r] = run([&] { return c.async_kv_get(key, both); });
+    ASSERT_FALSE(ec) << ec.message();
+    ASSERT_TRUE(r.value);
+    EXPECT_EQ(r.value->value, "mtls");
+}
+
+// A CA directory in OpenSSL's hashed layout (<subject hash>.0), as CONSUL_CAPATH names one.
+TEST_F(client_tls, ca_directory_is_trusted_and_only_for_what_it_holds) {
+    auto hashed_dir = [](const std::string& cert_file, const std::string& name) {
+        auto dir = std::filesystem::temp_directory_path() / name;
+        std::filesystem::create_directories(dir);
+        std::FILE* f = std::fopen(cert_file.c_str(), "r");
+        X509* cert = f != nullptr ? PEM_read_X509(f, nullptr, nullptr, nullptr) : nullptr;
+        if (f != nullptr) {
+            std::fclose(f);
+        }
+        char hash[16];
+        std::snprintf(hash, sizeof hash, "%08lx.0", cert ? X509_subject_name_hash(cert) : 0ul);
+        X509_free(cert);
+        std::filesystem::copy_file(cert_file, dir / hash,
+                                   std::filesystem::copy_options::overwrite_existing);
+        return dir;
+    };
+    const auto trusted = hashed_dir(server_cert.cert_file(), unique_name("lakemesh-capath"));
+    const auto other = hashed_dir(other_cert.cert_file(), unique_name("lakemesh-capath"));
+
+    auto cfg = tls_config();
+    cfg.tls.ca_file.clear();
+    cfg.tls.ca_path = trusted.string();
+    {
+        client c(io, cfg);
+        auto [ec, r] = run([&] { return c.async_status_leader(both); });
+        EXPECT_FALSE(ec) << ec.message() << " " << r.diag.client_message();
+    }
+    cfg.tls.ca_path = other.string();
+    {
+        client c(io, cfg);
+        auto [ec, r] = run([&] { return c.async_status_leader(both); });
+        EXPECT_EQ(ec, make_error_code(transport_errc::tls_verify_failed)) << ec.message();
+    }
+    std::filesystem::remove_all(trusted);
+    std::filesystem::remove_all(other);
+}
+
+// SNI names the agent by its DNS name; an IP literal is verified but never sent (RFC 6066).
+TEST_F(client_tls, sni_carries_a_dns_server_name_and_never_an_ip_literal) {
+    auto cfg = tls_config();
+    cfg.tls.server_name = "localhost";  // the certificate covers it
+    {
+        client c(io, cfg);
+        auto [ec, r] = run([&] { return c.async_status_leader(both); });
+        ASSERT_FALSE(ec) << ec.message() << " " << r.diag.client_message();
+    }
+    EXPECT_EQ(server->last_tls_server_name(), "localhost");
+    {
+        client c(io, tls_config());  // 127.0.0.1
+        auto [ec, r] = run([&] { return c.async_status_leader(both); });
+        ASSERT_FALSE(ec) << ec.message() << " " << r.diag.client_message();
+    }
+    EXPECT_EQ(server->last_tls_server_name(), "");
 }
 
 TEST_F(client_tls, unreadable_client_key_is_a_clear_error) {
