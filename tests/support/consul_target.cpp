@@ -1,5 +1,7 @@
 #include "consul_target.hpp"
 
+#include <lakemesh/consul/client_config.hpp>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -11,6 +13,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 namespace lakemesh::test {
@@ -134,18 +137,23 @@ bool consul_target::real_agent() {
 
 consul_target::consul_target(testing::dev_consul_options opts) {
     if (real_agent()) {
-        std::string addr = std::getenv("CONSUL_HTTP_ADDR");
-        if (addr.starts_with("http://")) {
-            addr = addr.substr(7);
+        // Read the variables as the library does (http:// or https://, [v6]:port, token file).
+        error_code ec;
+        diagnostics diag;
+        auto cfg = consul::client_config::from_env(ec, diag);
+        if (ec) {
+            throw std::runtime_error("CONSUL_* environment: " + diag.to_string());
         }
-        auto colon = addr.rfind(':');
-        host_ = addr.substr(0, colon);
-        port_ = colon == std::string::npos
-                    ? 8500
-                    : static_cast<std::uint16_t>(std::stoi(addr.substr(colon + 1)));
-        if (const char* t = std::getenv("CONSUL_HTTP_TOKEN")) {
-            token_ = t;
+        if (cfg.use_tls) {
+            // The raw HTTP helper the tests share speaks plain HTTP; HTTPS is covered against
+            // dev_consul by client_tls.
+            throw std::runtime_error(
+                "integration tests need the real agent's plain HTTP address "
+                "(CONSUL_HTTP_ADDR=http://host:port, CONSUL_HTTP_SSL unset)");
         }
+        host_ = cfg.addresses.front().host;
+        port_ = cfg.addresses.front().port;
+        token_ = cfg.token;
         return;
     }
     token_ = opts.acl_token;

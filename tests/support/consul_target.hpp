@@ -66,6 +66,9 @@ class consul_target {
     static bool real_agent();
 
     raw_http client() const { return raw_http(host_, port_, token_); }
+    /// The ACL token requests need: the real agent's (CONSUL_HTTP_TOKEN or its file) or the
+    /// dev agent's acl_token.
+    const std::string& token() const { return token_; }
     const std::string& host() const { return host_; }
     std::uint16_t port() const { return port_; }
     std::string address() const { return host_ + ":" + std::to_string(port_); }

@@ -494,8 +494,8 @@ TEST_F(agent_test, deregister_removes_the_service_and_its_checks) {
 }
 
 TEST_F(agent_test, invalid_names_are_rejected_before_sending) {
-    LAKEMESH_NEEDS_DEV(target);
-    const auto before = target.dev()->requests_served();
+    // Runs on a real agent too; only the request count needs dev_consul.
+    const auto before = target.dev() != nullptr ? target.dev()->requests_served() : 0;
     service_registration reg;
     reg.name = "web\r\nX-Evil: 1";
     auto [ec, r] =
@@ -524,7 +524,9 @@ TEST_F(agent_test, invalid_names_are_rejected_before_sending) {
     EXPECT_EQ(
         call<empty>([&](auto h) { c.agent().async_check_register(negative, std::move(h)); }).first,
         validation_errc::invalid_duration);
-    EXPECT_EQ(target.dev()->requests_served(), before);
+    if (target.dev() != nullptr) {
+        EXPECT_EQ(target.dev()->requests_served(), before);
+    }
 }
 
 TEST_F(agent_test, works_from_a_coroutine_with_named_options) {

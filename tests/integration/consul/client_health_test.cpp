@@ -174,8 +174,8 @@ TEST_F(health_test, blocking_service_query_wakes_on_a_check_status_change) {
 }
 
 TEST_F(health_test, invalid_names_are_rejected_before_sending) {
-    LAKEMESH_NEEDS_DEV(target);
-    const auto before = target.dev()->requests_served();
+    // Runs on a real agent too; only the request count needs dev_consul.
+    const auto before = target.dev() != nullptr ? target.dev()->requests_served() : 0;
     auto [ec, r] = call<entries_t>(
         [&](auto h) { c.health().async_service("web\r\nX-Evil: 1", std::move(h)); });
     EXPECT_EQ(ec, validation_errc::header_injection);
@@ -198,7 +198,9 @@ TEST_F(health_test, invalid_names_are_rejected_before_sending) {
                   c.health().async_checks("", std::move(h));
               }).first,
               validation_errc::invalid_name);
-    EXPECT_EQ(target.dev()->requests_served(), before);
+    if (target.dev() != nullptr) {
+        EXPECT_EQ(target.dev()->requests_served(), before);
+    }
 }
 
 }  // namespace

@@ -192,8 +192,8 @@ TEST(client_query_e2e, every_consistency_mode_reads_with_meta) {
     asio::io_context io;
     client_config cfg;
     cfg.addresses = {consul::agent_address{target.host(), target.port()}};
-    if (const char* tok = std::getenv("CONSUL_HTTP_TOKEN"); tok && consul_target::real_agent()) {
-        cfg.token = tok;
+    if (consul_target::real_agent()) {
+        cfg.token = target.token();
     }
     client c(io, cfg);
     const std::string key = unique_name("query");

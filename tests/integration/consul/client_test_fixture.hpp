@@ -20,8 +20,8 @@ namespace lakemesh::test {
 inline consul::client_config client_config_for(const consul_target& t) {
     consul::client_config cfg;
     cfg.addresses = {consul::agent_address{t.host(), t.port()}};
-    if (const char* tok = std::getenv("CONSUL_HTTP_TOKEN"); tok && consul_target::real_agent()) {
-        cfg.token = tok;
+    if (consul_target::real_agent()) {
+        cfg.token = t.token();
     }
     return cfg;
 }

@@ -22,9 +22,8 @@ class client_watch : public ::testing::Test {
     consul::client_config config() const {
         consul::client_config cfg;
         cfg.addresses = {consul::agent_address{target.host(), target.port()}};
-        if (const char* tok = std::getenv("CONSUL_HTTP_TOKEN");
-            tok && consul_target::real_agent()) {
-            cfg.token = tok;
+        if (consul_target::real_agent()) {
+            cfg.token = target.token();
         }
         return cfg;
     }

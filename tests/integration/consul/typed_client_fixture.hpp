@@ -22,8 +22,8 @@ namespace lakemesh::test {
 inline consul::client_config typed_config_for(const consul_target& t) {
     consul::client_config cfg;
     cfg.addresses = {consul::agent_address{t.host(), t.port()}};
-    if (const char* tok = std::getenv("CONSUL_HTTP_TOKEN"); tok && consul_target::real_agent()) {
-        cfg.token = tok;
+    if (consul_target::real_agent()) {
+        cfg.token = t.token();
     }
     return cfg;
 }
@@ -43,14 +43,25 @@ class typed_client_fixture : public ::testing::Test {
     }
 
     /// Starts an operation with a callback (`start(handler)`) and runs the io_context until it
-    /// completes.
+    /// completes. An operation that never completes fails the test after a minute, with a clear
+    /// message, instead of hanging until ctest's timeout; the test then stops.
     template <class T, class Start>
     std::pair<error_code, consul::result<T>> call(Start start) {
         std::optional<std::pair<error_code, consul::result<T>>> out;
         start([&](error_code ec, consul::result<T> r) { out.emplace(ec, std::move(r)); });
         io.restart();
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
         while (!out) {
             io.run_one_for(std::chrono::milliseconds(10));
+            if (!out && std::chrono::steady_clock::now() > deadline) {
+                c.shutdown();
+                io.run_for(std::chrono::seconds(1));
+                if (!out) {
+                    ADD_FAILURE() << "operation did not complete within a minute";
+                    std::abort();
+                }
+                ADD_FAILURE() << "operation did not complete within a minute (shut down)";
+            }
         }
         return std::move(*out);
     }
