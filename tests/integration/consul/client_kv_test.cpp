@@ -427,6 +427,19 @@ TEST_F(client_fixture, validation_errors_send_nothing) {
     }
 }
 
+TEST_F(client_fixture, flags_are_stored_with_the_value) {
+    EXPECT_TRUE(run([&] {
+                    return c.async_kv_put(p + "/f", "v", {.flags = 0xfeedULL << 32},
+                                          asio::use_future);
+                }).value);
+    auto r = run([&] { return c.async_kv_get(p + "/f", {}, asio::use_future); });
+    ASSERT_TRUE(r.value);
+    EXPECT_EQ(r.value->flags, 0xfeedULL << 32);
+    auto all = run([&] { return c.async_kv_list(p + "/f", {}, asio::use_future); });
+    ASSERT_EQ(all.value.size(), 1u);
+    EXPECT_EQ(all.value[0].flags, 0xfeedULL << 32);
+}
+
 TEST_F(client_fixture, percent_encoding_of_keys) {
     const std::string key = p + "/sp ace/q?u#h%25&=+";
     EXPECT_TRUE(run([&] { return c.async_kv_put(key, "v", {}, asio::use_future); }).value);
@@ -495,6 +508,47 @@ TEST(client, fails_over_to_the_second_address) {
     EXPECT_EQ(ec, transport_errc::all_addresses_failed);
     EXPECT_TRUE(is_retryable(ec));
     EXPECT_NE(diag.client_message().find(std::to_string(dead_port)), std::string::npos);
+}
+
+TEST(client, connect_timeout_ends_a_connect_that_never_completes) {
+    // A listener with a full accept queue: Linux drops further SYNs, so a connect neither
+    // succeeds nor fails. Only connect_timeout can end it (the request timeout is far longer).
+    asio::io_context io;
+    asio::ip::tcp::acceptor full(io);
+    const asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+    full.open(ep.protocol());
+    full.bind(ep);
+    full.listen(0);
+    const auto port = full.local_endpoint().port();
+    std::vector<std::unique_ptr<asio::ip::tcp::socket>> fillers;
+    for (int i = 0; i < 4; ++i) {
+        fillers.push_back(std::make_unique<asio::ip::tcp::socket>(io));
+        fillers.back()->async_connect({ep.address(), port}, [](error_code) {});
+    }
+    io.run_for(200ms);
+    io.restart();
+
+    client_config cfg;
+    cfg.addresses = {{"127.0.0.1", port}};
+    cfg.connect_timeout = 300ms;
+    cfg.request_timeout = 60s;
+    client c(io, cfg);
+    std::optional<error_code> ec;
+    diagnostics diag;
+    c.async_kv_get("k", [&](error_code e, auto r) {
+        ec = e;
+        diag = r.diag;
+    });
+    const auto start = std::chrono::steady_clock::now();
+    while (!ec && std::chrono::steady_clock::now() - start < 30s) {
+        io.run_one_for(50ms);
+    }
+    ASSERT_TRUE(ec) << "no completion: connect_timeout did not fire";
+    EXPECT_EQ(*ec, transport_errc::timeout) << ec->message();
+    EXPECT_NE(diag.client_message().find("connecting to 127.0.0.1:" + std::to_string(port)),
+              std::string::npos)
+        << diag.client_message();
+    EXPECT_TRUE(is_retryable(*ec));
 }
 
 TEST(client, request_timeout_closes_a_connection_that_never_answers) {

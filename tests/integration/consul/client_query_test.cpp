@@ -176,6 +176,35 @@ TEST_F(client_query, http_auth_goes_as_basic_authorization) {
     EXPECT_EQ(server.last_header("X-Consul-Token"), "tok");
 }
 
+// Decode errors reach the caller with the field named, from a 200 answer the client cannot
+// use: wrong type, missing field, bad base64, not JSON at all.
+TEST_F(client_query, decode_errors_reach_the_caller_naming_the_field) {
+    client c(io, config());
+    struct bad_answer {
+        std::string body;
+        error_code expected;
+        std::string named;
+    };
+    for (const auto& b : {
+             bad_answer{R"([{"Key":"k","Flags":"x","Value":null,"CreateIndex":1,)"
+                        R"("ModifyIndex":1,"LockIndex":0}])",
+                        decode_errc::wrong_type, "Flags"},
+             bad_answer{R"([{"Flags":0,"Value":null,"CreateIndex":1,"ModifyIndex":1,)"
+                        R"("LockIndex":0}])",
+                        decode_errc::missing_field, "Key"},
+             bad_answer{R"([{"Key":"k","Flags":0,"Value":"@@@@","CreateIndex":1,)"
+                        R"("ModifyIndex":1,"LockIndex":0}])",
+                        decode_errc::invalid_base64, "Value"},
+             bad_answer{"[{\"Key\":", decode_errc::malformed_json, ""},
+         }) {
+        server.set_body(b.body);
+        auto [ec, r] = run([&] { return c.async_kv_list("d", both); });
+        EXPECT_EQ(ec, b.expected) << b.body << ": " << ec.message();
+        EXPECT_NE(r.diag.to_string().find(b.named), std::string::npos)
+            << b.body << ": " << r.diag.to_string();
+    }
+}
+
 TEST_F(client_query, filter_with_a_newline_is_rejected_before_sending) {
     client c(io, config());
     query_options q;
