@@ -62,15 +62,17 @@ std::string client_impl::make_target(std::string_view plain_prefix, std::string_
     return out;
 }
 
+void client_impl::add_scope(params_t& params, const std::string& dc, const std::string& ns) const {
+    if (const auto& d = dc.empty() ? cfg().datacenter : dc; !d.empty()) {
+        params.emplace_back("dc", d);
+    }
+    if (const auto& n = ns.empty() ? cfg().namespace_name : ns; !n.empty()) {
+        params.emplace_back("ns", n);
+    }
+}
+
 void client_impl::add_query_params(params_t& params, const query_options& q) const {
-    const auto& dc = q.datacenter.empty() ? cfg().datacenter : q.datacenter;
-    if (!dc.empty()) {
-        params.emplace_back("dc", dc);
-    }
-    const auto& ns = q.namespace_name.empty() ? cfg().namespace_name : q.namespace_name;
-    if (!ns.empty()) {
-        params.emplace_back("ns", ns);
-    }
+    add_scope(params, q.datacenter, q.namespace_name);
     switch (q.consistency.value_or(cfg().consistency)) {
         case consistency_mode::stale:
             params.emplace_back("stale", "");
@@ -374,21 +376,9 @@ http_call read_call(const client_impl& impl, std::string_view path, params_t par
     return call;
 }
 
-void client_impl::add_write_scope(params_t& params) const {
-    auto add = [&params](const char* name, const std::string& configured) {
-        if (!configured.empty() &&
-            std::none_of(params.begin(), params.end(),
-                         [name](const auto& p) { return p.first == name; })) {
-            params.emplace_back(name, configured);
-        }
-    };
-    add("dc", cfg().datacenter);
-    add("ns", cfg().namespace_name);
-}
-
 http_call write_call(const client_impl& impl, http::verb method, std::string_view path,
-                     params_t params, std::string body, bool idempotent) {
-    impl.add_write_scope(params);
+                     params_t params, std::string body, bool idempotent, const std::string& dc) {
+    impl.add_scope(params, dc, {});
     http_call call;
     call.method = method;
     call.target = client_impl::make_target(path, params);

@@ -50,9 +50,9 @@ class client_impl {
                                    const params_t& params);
     /// Adds dc, ns, consistency, index, wait and filter from `q` and the config defaults.
     void add_query_params(params_t& params, const query_options& q) const;
-    /// Adds the configured dc and ns to a write's parameters, unless the call already names
-    /// its own (the Go client does the same: a client's namespace applies to every request).
-    void add_write_scope(params_t& params) const;
+    /// Adds dc and ns: the call's own when non-empty, else the config's. Reads and writes alike
+    /// (as in Consul's Go client, a client's namespace applies to every request).
+    void add_scope(params_t& params, const std::string& dc, const std::string& ns) const;
 
     /// Maps a non-2xx answer to consul_errc with Consul's text in diag.
     static error_code check_status(const http_answer& a, diagnostics& diag);
@@ -136,9 +136,11 @@ boost::asio::awaitable<error_code> call_json(client_impl& impl, http_call call, 
 /// Builds an http_call for a read with query options (blocking when q.index > 0).
 http_call read_call(const client_impl& impl, std::string_view path, params_t params,
                     const query_options& q);
-/// Builds an http_call for a write (PUT unless `method` says otherwise); adds dc when configured.
+/// Builds an http_call for a write (PUT unless `method` says otherwise); adds dc (`dc`, else the
+/// config's) and the configured ns.
 http_call write_call(const client_impl& impl, boost::beast::http::verb method,
-                     std::string_view path, params_t params, std::string body, bool idempotent);
+                     std::string_view path, params_t params, std::string body, bool idempotent,
+                     const std::string& dc = {});
 
 /// The end of every run_operation: clears the caller's cancellation slot and completes `h` with
 /// (ec, r). An exception from the body (only std::bad_alloc can get there) is reported as

@@ -303,18 +303,18 @@ void run_kv_read(const std::shared_ptr<client_impl>& impl, handler_t<T> h, std::
 asio::awaitable<std::pair<error_code, result<bool>>> kv_write(std::shared_ptr<client_impl> impl,
                                                               http::verb method, std::string key,
                                                               std::string body, params_t params,
-                                                              bool allow_empty_key,
-                                                              bool idempotent) {
+                                                              bool allow_empty_key, bool idempotent,
+                                                              std::string dc, std::string ns) {
     result<bool> r;
     if (auto ec = validate_key(key, r.diag, allow_empty_key)) {
         co_return std::pair{ec, std::move(r)};
     }
+    impl->add_scope(params, dc, ns);
     for (const auto& [k, v] : params) {
         if (auto ec = validate_text(k, v, r.diag)) {
             co_return std::pair{ec, std::move(r)};
         }
     }
-    impl->add_write_scope(params);
     http_call call;
     call.method = method;
     call.target = client_impl::make_target("kv/", key, params);
@@ -375,18 +375,12 @@ void run_kv_put(std::shared_ptr<client_impl> impl, std::string key, std::string 
                             if (!o.release.empty()) {
                                 params.emplace_back("release", o.release);
                             }
-                            if (!o.datacenter.empty()) {
-                                params.emplace_back("dc", o.datacenter);
-                            }
-                            if (!o.namespace_name.empty()) {
-                                params.emplace_back("ns", o.namespace_name);
-                            }
                             // A plain PUT sets the same value again: idempotent. CAS and lock
                             // operations are not: a repeat after a lost answer could report false
                             // for a write that happened.
                             bool idempotent = !o.cas && o.acquire.empty() && o.release.empty();
                             return kv_write(impl, http::verb::put, key, value, std::move(params),
-                                            false, idempotent);
+                                            false, idempotent, o.datacenter, o.namespace_name);
                         });
 }
 
@@ -400,13 +394,8 @@ void run_kv_delete(std::shared_ptr<client_impl> impl, std::string key, kv_delete
         if (o.cas) {
             params.emplace_back("cas", std::to_string(*o.cas));
         }
-        if (!o.datacenter.empty()) {
-            params.emplace_back("dc", o.datacenter);
-        }
-        if (!o.namespace_name.empty()) {
-            params.emplace_back("ns", o.namespace_name);
-        }
-        return kv_write(impl, http::verb::delete_, key, {}, std::move(params), o.recurse, !o.cas);
+        return kv_write(impl, http::verb::delete_, key, {}, std::move(params), o.recurse, !o.cas,
+                        o.datacenter, o.namespace_name);
     });
 }
 

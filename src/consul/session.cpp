@@ -196,15 +196,6 @@ asio::awaitable<op_result> send(client_impl& impl, http_call call, query_meta& m
     co_return op_result{ec, std::move(a)};
 }
 
-/// The datacenter parameter of a write: the option's, else the config's (added by write_call).
-params_t dc_param(const std::string& dc) {
-    params_t params;
-    if (!dc.empty()) {
-        params.emplace_back("dc", dc);
-    }
-    return params;
-}
-
 }  // namespace
 
 void run_session_create(std::shared_ptr<client_impl> impl, session_options o,
@@ -219,10 +210,9 @@ void run_session_create(std::shared_ptr<client_impl> impl, session_options o,
                 co_return std::pair{ec, std::move(r)};
             }
             // Creating twice would leave an orphan session: never resent.
-            const params_t params = dc_param(o.datacenter);
             const std::string body = encode_session_create(o);
             http_call call =
-                write_call(*impl, http::verb::put, "session/create", params, body, false);
+                write_call(*impl, http::verb::put, "session/create", {}, body, false, o.datacenter);
             auto [sec, a] = co_await send(*impl, std::move(call), r.meta, r.diag);
             ec = sec;
             if (!ec) {

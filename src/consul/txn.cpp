@@ -223,9 +223,6 @@ void run_txn_commit(std::shared_ptr<client_impl> impl, std::vector<txn_kv_op> op
             }
             const bool read_only = txn_is_read_only(ops);
             params_t params;
-            if (!o.datacenter.empty()) {
-                params.emplace_back("dc", o.datacenter);
-            }
             // Consul ignores a consistency mode on writes; send it only where it means something.
             if (read_only) {
                 switch (o.consistency.value_or(impl->cfg().consistency)) {
@@ -241,7 +238,8 @@ void run_txn_commit(std::shared_ptr<client_impl> impl, std::vector<txn_kv_op> op
             }
             // A write may have been applied before a connection died: resend reads only.
             const std::string body = encode_txn(ops);
-            http_call call = write_call(*impl, http::verb::put, "txn", params, body, read_only);
+            http_call call =
+                write_call(*impl, http::verb::put, "txn", params, body, read_only, o.datacenter);
             auto [xec, a] = co_await impl->net->exchange(std::move(call), r.diag);
             ec = xec;
             r.meta = a.meta;
