@@ -3,6 +3,7 @@
 // CONSUL_HTTP_ADDR is set. Tests that need fault injection skip against a real agent.
 #pragma once
 
+#include <lakemesh/consul/client_config.hpp>
 #include <lakemesh/testing/dev_consul.hpp>
 
 #include <gtest/gtest.h>
@@ -69,6 +70,15 @@ class consul_target {
     /// The ACL token requests need: the real agent's (CONSUL_HTTP_TOKEN or its file) or the
     /// dev agent's acl_token.
     const std::string& token() const { return token_; }
+    /// A consul::client configuration for this target: its address, and the real agent's token.
+    consul::client_config client_config() const {
+        consul::client_config cfg;
+        cfg.addresses = {consul::agent_address{host_, port_}};
+        if (real_agent()) {
+            cfg.token = token_;
+        }
+        return cfg;
+    }
     const std::string& host() const { return host_; }
     std::uint16_t port() const { return port_; }
     std::string address() const { return host_ + ":" + std::to_string(port_); }

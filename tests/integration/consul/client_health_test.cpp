@@ -157,7 +157,7 @@ TEST_F(health_test, blocking_service_query_wakes_on_a_check_status_change) {
     EXPECT_FALSE(woken) << "the query answered before anything changed";
     // A second client changes the check while the query is held.
     boost::asio::io_context io2;
-    consul::client writer(io2, typed_config_for(target));
+    consul::client writer(io2, target.client_config());
     error_code pass_ec;
     writer.agent().async_check_pass(id + ":ttl", "up", [&](error_code e, auto) { pass_ec = e; });
     io2.run();

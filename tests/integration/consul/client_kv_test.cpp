@@ -33,21 +33,12 @@ using consul::kv_pair;
 using consul::query_options;
 using consul::result;
 
-client_config config_for(const consul_target& t) {
-    client_config cfg;
-    cfg.addresses = {consul::agent_address{t.host(), t.port()}};
-    if (consul_target::real_agent()) {
-        cfg.token = t.token();
-    }
-    return cfg;
-}
-
 /// Runs `op(client)` (which returns a future) on a background io thread and waits for it.
 class client_fixture : public ::testing::Test {
   protected:
     consul_target target;
     asio::io_context io;
-    client c{io, config_for(target)};
+    client c{io, target.client_config()};
     std::string p = unique_name("client");
 
     template <class F>
@@ -242,7 +233,7 @@ TEST_F(client_fixture, blocking_query_wakes_on_change_with_larger_index) {
     // A second client writes once the query is held.
     io.restart();
     asio::io_context io2;
-    client writer(io2, config_for(target));
+    client writer(io2, target.client_config());
     if (auto* d = target.dev()) {
         while (d->blocking_queries() == 0) {
             io.run_one_for(5ms);
@@ -382,7 +373,7 @@ TEST_F(client_fixture, keep_alive_reuses_one_connection_for_serial_calls) {
 }
 
 TEST_F(client_fixture, concurrent_calls_are_capped_by_the_pool) {
-    auto cfg = config_for(target);
+    auto cfg = target.client_config();
     cfg.pool_size_per_address = 3;
     client capped(io, cfg);
     std::vector<std::future<result<std::optional<kv_pair>>>> futs;
@@ -454,7 +445,7 @@ TEST(client, wrong_token_is_permission_denied_with_consuls_text) {
     consul_target target(o);
     LAKEMESH_NEEDS_DEV(target);
     asio::io_context io;
-    auto cfg = config_for(target);
+    auto cfg = target.client_config();
     cfg.token = "wrong-token";
     client c(io, cfg);
     error_code ec;
@@ -578,7 +569,7 @@ TEST(client, idle_pooled_connections_do_not_keep_the_io_context_running) {
     consul_target target;
     LAKEMESH_NEEDS_DEV(target);
     asio::io_context io;
-    auto cfg = config_for(target);
+    auto cfg = target.client_config();
     client c(io, cfg);
     auto f = c.async_kv_get("no-such-key", asio::use_future);
     auto start = std::chrono::steady_clock::now();
@@ -592,7 +583,7 @@ TEST(client, reconnects_transparently_after_the_agent_closed_idle_connections) {
     consul_target target;
     LAKEMESH_NEEDS_DEV(target);
     asio::io_context io;
-    client c(io, config_for(target));
+    client c(io, target.client_config());
     auto f1 = c.async_kv_put("a", "1", {}, asio::use_future);
     io.run();
     EXPECT_TRUE(f1.get().value);
@@ -609,7 +600,7 @@ TEST(client, server_errors_map_to_retryable_codes_and_body_limit_is_enforced) {
     consul_target target;
     LAKEMESH_NEEDS_DEV(target);
     asio::io_context io;
-    client c(io, config_for(target));
+    client c(io, target.client_config());
     target.dev()->fail_next(1, testing::dev_fault::http_500);
     error_code ec;
     diagnostics diag;
@@ -626,7 +617,7 @@ TEST(client, server_errors_map_to_retryable_codes_and_body_limit_is_enforced) {
     io.restart();
     io.run();
     EXPECT_TRUE(put.get().value);
-    auto cfg = config_for(target);
+    auto cfg = target.client_config();
     cfg.max_response_body = 1000;
     client small(io, cfg);
     small.async_kv_get("big", {}, [&](error_code e, auto) { ec = e; });

@@ -103,16 +103,22 @@ class pipeline_test : public ::testing::Test {
         return u;
     }
 
-    std::pair<error_code, consul::result<outcomes>> run_batch(consul::client& c,
-                                                              std::vector<check_update> u) {
-        std::optional<std::pair<error_code, consul::result<outcomes>>> out;
-        c.agent().async_check_updates(std::move(u), [&](error_code ec, consul::result<outcomes> r) {
-            out.emplace(ec, std::move(r));
-        });
+    /// Starts an operation with a callback (`start(handler)`) and runs the client's io_context
+    /// until it completes.
+    template <class T, class Start>
+    std::pair<error_code, consul::result<T>> run_op(Start start) {
+        std::optional<std::pair<error_code, consul::result<T>>> out;
+        start([&](error_code ec, consul::result<T> r) { out.emplace(ec, std::move(r)); });
         while (!out) {
             io.run_one_for(std::chrono::milliseconds(10));
         }
         return std::move(*out);
+    }
+
+    std::pair<error_code, consul::result<outcomes>> run_batch(consul::client& c,
+                                                              std::vector<check_update> u) {
+        return run_op<outcomes>(
+            [&](auto h) { c.agent().async_check_updates(std::move(u), std::move(h)); });
     }
 };
 
@@ -204,16 +210,6 @@ TEST_F(pipeline_test, a_server_that_closes_without_answering_fails_the_batch_wit
 // next call, never a resent write.
 class resend_test : public pipeline_test {
   protected:
-    template <class T, class Start>
-    std::pair<error_code, consul::result<T>> run_op(Start start) {
-        std::optional<std::pair<error_code, consul::result<T>>> out;
-        start([&](error_code ec, consul::result<T> r) { out.emplace(ec, std::move(r)); });
-        while (!out) {
-            io.run_one_for(std::chrono::milliseconds(10));
-        }
-        return std::move(*out);
-    }
-
     /// Serves: connection 1 answers the warm-up GET, reads the next request and closes without
     /// answering; connection 2 reads one request and answers it with `second_body`.
     std::thread serve(std::vector<std::string>& lines, std::string second_body) {

@@ -219,12 +219,7 @@ TEST_F(client_query, filter_with_a_newline_is_rejected_before_sending) {
 TEST(client_query_e2e, every_consistency_mode_reads_with_meta) {
     consul_target target;
     asio::io_context io;
-    client_config cfg;
-    cfg.addresses = {consul::agent_address{target.host(), target.port()}};
-    if (consul_target::real_agent()) {
-        cfg.token = target.token();
-    }
-    client c(io, cfg);
+    client c(io, target.client_config());
     const std::string key = unique_name("query");
     auto put = c.async_kv_put(key, "v", asio::use_future);
     io.run();

@@ -17,20 +17,11 @@
 
 namespace lakemesh::test {
 
-inline consul::client_config client_config_for(const consul_target& t) {
-    consul::client_config cfg;
-    cfg.addresses = {consul::agent_address{t.host(), t.port()}};
-    if (consul_target::real_agent()) {
-        cfg.token = t.token();
-    }
-    return cfg;
-}
-
 class consul_client_test : public ::testing::Test {
   protected:
     consul_target target;
     boost::asio::io_context io;
-    consul::client c{io, client_config_for(target)};
+    consul::client c{io, target.client_config()};
 
     /// Runs the io_context until the future `start()` returns is ready, and returns its value.
     template <class F>

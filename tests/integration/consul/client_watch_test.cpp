@@ -19,14 +19,7 @@ using consul::query_options;
 
 class client_watch : public ::testing::Test {
   protected:
-    consul::client_config config() const {
-        consul::client_config cfg;
-        cfg.addresses = {consul::agent_address{target.host(), target.port()}};
-        if (consul_target::real_agent()) {
-            cfg.token = target.token();
-        }
-        return cfg;
-    }
+    consul::client_config config() const { return target.client_config(); }
 
     /// Runs the io_context until `done()` holds or `limit` passes; returns done().
     template <class Pred>

@@ -19,20 +19,11 @@
 
 namespace lakemesh::test {
 
-inline consul::client_config typed_config_for(const consul_target& t) {
-    consul::client_config cfg;
-    cfg.addresses = {consul::agent_address{t.host(), t.port()}};
-    if (consul_target::real_agent()) {
-        cfg.token = t.token();
-    }
-    return cfg;
-}
-
 class typed_client_fixture : public ::testing::Test {
   protected:
     consul_target target;
     boost::asio::io_context io;
-    consul::client c{io, typed_config_for(target)};
+    consul::client c{io, target.client_config()};
     std::vector<std::string> registered;
 
     void TearDown() override {
