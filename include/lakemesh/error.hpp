@@ -113,6 +113,18 @@ inline error_code make_error_code(discovery_errc e) noexcept {
 /// Maps an HTTP status from Consul to its error; 2xx maps to success.
 error_code error_from_http_status(unsigned status) noexcept;
 
+/// Maps Consul's answer (status and error text) to its error, as error_from_http_status does,
+/// except for the errors that Consul versions answer differently: before 1.11 Consul answers
+/// 500 for several client mistakes that later versions answer with 400 or 404, and a 500 is
+/// retryable. So a 500 whose text says
+/// - "Failed to create boolean expression evaluator" (an invalid ?filter), "strconv.Parse"
+///   (a malformed query parameter) or "Invalid Session TTL" is bad_request;
+/// - "does not have associated TTL" (a TTL update of a check the agent does not have as a TTL
+///   check; 1.11+ answers 404 "Unknown check ID" when it has no such check) or
+///   `ServiceID "..." does not exist` (a check registered for an unknown service) is not_found.
+/// The HTTP status itself stays in diagnostics.
+error_code error_from_consul_answer(unsigned status, std::string_view body) noexcept;
+
 /// Extra, human-readable context for an error: Consul's own error body, the HTTP status,
 /// the offending field or environment variable. Never contains the ACL token.
 class diagnostics {

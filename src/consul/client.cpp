@@ -95,7 +95,7 @@ void client_impl::add_query_params(params_t& params, const query_options& q) con
 }
 
 error_code client_impl::check_status(const http_answer& a, diagnostics& diag) {
-    auto ec = error_from_http_status(a.status);
+    auto ec = error_from_consul_answer(a.status, a.body);
     if (ec) {
         diag.set_http_status(a.status);
         // Consul's error bodies are short text; keep a bounded amount.

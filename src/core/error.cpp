@@ -200,6 +200,23 @@ const boost::system::error_category& discovery_category() noexcept {
     return c;
 }
 
+error_code error_from_consul_answer(unsigned status, std::string_view body) noexcept {
+    if (status != 500) {
+        return error_from_http_status(status);
+    }
+    // Consul 1.10's texts for client mistakes it answers with 500 (see the header).
+    const auto has = [body](std::string_view text) { return body.find(text) != body.npos; };
+    if (has("Failed to create boolean expression evaluator") || has("strconv.Parse") ||
+        has("Invalid Session TTL")) {
+        return consul_errc::bad_request;
+    }
+    if (has("does not have associated TTL") ||
+        (body.starts_with("ServiceID \"") && has("\" does not exist"))) {
+        return consul_errc::not_found;
+    }
+    return consul_errc::internal_error;
+}
+
 error_code error_from_http_status(unsigned status) noexcept {
     if (status >= 200 && status < 300) {
         return {};

@@ -124,12 +124,10 @@ std::string describe(const error_code& ec, const diagnostics& diag) {
 }
 
 /// The agent no longer has the check: it restarted without its state, or someone deregistered it.
-bool agent_lost_check(const error_code& ec, const diagnostics& diag) {
-    if (ec == consul_errc::not_found) {
-        return true;
-    }
-    return ec == consul_errc::internal_error &&
-           diag.server_message().find("does not have associated TTL") != std::string::npos;
+/// (Consul 1.10 answers 500 "does not have associated TTL" here, which the client maps to
+/// not_found as later versions answer.)
+bool agent_lost_check(const error_code& ec) {
+    return ec == consul_errc::not_found;
 }
 
 error_code validate_check(const service_check& check) {
@@ -873,7 +871,7 @@ class health_scheduler::impl : public std::enable_shared_from_this<impl> {
             }
             apply(*cs, cs->fsm.on_push_succeeded(now), now);
         } else {
-            const bool lost = agent_lost_check(ec, diag);
+            const bool lost = agent_lost_check(ec);
             if (!svc.push_failing && !lost) {
                 svc.push_failing = true;
                 log_.warn("service " + svc.id + ": updating check " + id_of(*cs) +

@@ -170,6 +170,55 @@ std::string consul_target::node_name() const {
     return c.get("/v1/agent/self").json_body()["Config"]["NodeName"].get<std::string>();
 }
 
+namespace {
+
+const char* control_command() {
+    const char* v = std::getenv("LAKEMESH_CONSUL_CONTROL");
+    return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+void run_control(const char* verb) {
+    const char* cmd = control_command();
+    if (cmd == nullptr) {
+        throw std::runtime_error(std::string("cannot ") + verb +
+                                 " a real agent without LAKEMESH_CONSUL_CONTROL");
+    }
+    const std::string line = std::string(cmd) + " " + verb;
+    if (std::system(line.c_str()) != 0) {
+        throw std::runtime_error("agent control failed: " + line);
+    }
+}
+
+}  // namespace
+
+bool consul_target::can_control() const {
+    return dev_ != nullptr || control_command() != nullptr;
+}
+
+void consul_target::stop_agent() {
+    if (dev_) {
+        dev_->stop();
+    } else {
+        run_control("stop");
+    }
+}
+
+void consul_target::start_agent() {
+    if (dev_) {
+        dev_->start();
+    } else {
+        run_control("start");
+    }
+}
+
+void consul_target::restart_agent(bool keep_state) {
+    if (dev_) {
+        dev_->restart(keep_state);
+    } else {
+        run_control(keep_state ? "restart" : "restart-clean");
+    }
+}
+
 std::string unique_name(const std::string& stem) {
     static std::atomic<unsigned> counter{0};
     static const unsigned run = std::random_device{}() % 100000;

@@ -87,6 +87,22 @@ class consul_target {
     /// Node name of the agent (from agent/self).
     std::string node_name() const;
 
+    // ---- Stopping and restarting the agent. dev_consul does it itself; a real agent is
+    // driven through the command in LAKEMESH_CONSUL_CONTROL, called with one argument (stop,
+    // start, restart or restart-clean) and expected to return once the agent is down or ready.
+    // The real-agent CI leg sets it only for the suites whose names end in "_agent_restart",
+    // which it runs one test at a time (they disrupt every other test using the agent).
+
+    /// The test can stop and restart the agent.
+    bool can_control() const;
+    /// Stops the agent: connections are refused, its state is kept.
+    void stop_agent();
+    /// Starts it again after stop_agent().
+    void start_agent();
+    /// Restarts it; keep_state=false loses its catalog, KV and sessions (a fresh data dir), and
+    /// the raft index starts over.
+    void restart_agent(bool keep_state);
+
   private:
     std::unique_ptr<testing::dev_consul> dev_;
     std::string host_;
@@ -107,4 +123,12 @@ bool eventually(const std::function<bool()>& pred,
 #define LAKEMESH_NEEDS_DEV(target)                                                   \
     if ((target).dev() == nullptr) {                                                 \
         GTEST_SKIP() << "needs dev_consul fault injection; skipped on a real agent"; \
+    }
+
+/// For tests that stop or restart the agent (suites named *_agent_restart).
+#define LAKEMESH_NEEDS_CONTROL(target)                                                      \
+    if (!(target).can_control()) {                                                          \
+        GTEST_SKIP()                                                                        \
+            << "stops or restarts the agent: needs dev_consul, or LAKEMESH_CONSUL_CONTROL " \
+               "(set by the real-agent leg, which runs these tests one at a time)";         \
     }

@@ -579,15 +579,15 @@ TEST(client, idle_pooled_connections_do_not_keep_the_io_context_running) {
     EXPECT_EQ(c.open_connections(), 1u);
 }
 
-TEST(client, reconnects_transparently_after_the_agent_closed_idle_connections) {
+TEST(client_agent_restart, reconnects_transparently_after_the_agent_closed_idle_connections) {
     consul_target target;
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_CONTROL(target);
     asio::io_context io;
     client c(io, target.client_config());
     auto f1 = c.async_kv_put("a", "1", {}, asio::use_future);
     io.run();
     EXPECT_TRUE(f1.get().value);
-    target.dev()->restart(true);  // closes every connection
+    target.restart_agent(/*keep_state=*/true);  // closes every connection
     auto f2 = c.async_kv_get("a", {}, asio::use_future);
     io.restart();
     io.run();

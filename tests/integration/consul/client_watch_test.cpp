@@ -103,8 +103,11 @@ TEST_F(client_watch, stop_ends_the_blocking_query_in_flight) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
 }
 
-TEST_F(client_watch, restart_with_lost_state_resynchronises) {
-    LAKEMESH_NEEDS_DEV(target);
+// Tests that restart the agent (run alone against a real agent).
+class client_watch_agent_restart : public client_watch {};
+
+TEST_F(client_watch_agent_restart, lost_state_resynchronises) {
+    LAKEMESH_NEEDS_CONTROL(target);
     // Some history, so the agent's index is well ahead of where a fresh agent starts (an index
     // equal to the old one would hide the loss, in Consul as here).
     for (int i = 0; i < 5; ++i) {
@@ -115,15 +118,14 @@ TEST_F(client_watch, restart_with_lost_state_resynchronises) {
     ASSERT_TRUE(run_until([&] { return seen.size() == 1; }));
     ASSERT_EQ(seen[0].size(), 1u);
     const auto before = indexes[0];
-    target.dev()->restart(/*keep_state=*/false);
+    target.restart_agent(/*keep_state=*/false);
     // The agent forgot everything: the watch must deliver the (now empty) prefix again, then
     // follow new writes, although the new indexes are below the ones it saw before.
     put(prefix + "new", "y");
     ASSERT_TRUE(run_until([&] {
         return !seen.empty() && seen.back().size() == 1 && seen.back()[0].key == prefix + "new";
     })) << "deliveries: "
-        << seen.size() << " errors: " << errors << " index: " << w.index()
-        << " agent index: " << target.dev()->current_index() << " before " << before;
+        << seen.size() << " errors: " << errors << " index: " << w.index() << " before " << before;
     EXPECT_LT(indexes.back(), before);
     w.stop();
 }

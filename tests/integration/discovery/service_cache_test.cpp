@@ -110,15 +110,18 @@ TEST_F(cache_integration, registration_deregistration_and_critical_check_arrive_
         0);
 }
 
-TEST_F(cache_integration, consul_down_serves_stale_then_fails_after_max_staleness) {
-    LAKEMESH_NEEDS_DEV(target);
+// Tests that stop or restart the agent (run alone against a real agent).
+class cache_agent_restart : public cache_integration {};
+
+TEST_F(cache_agent_restart, consul_down_serves_stale_then_fails_after_max_staleness) {
+    LAKEMESH_NEEDS_CONTROL(target);
     register_instance(service + "-1", consul::check_status::passing);
     auto cfg = config();
     cfg.max_staleness = 400ms;
     service_cache cache(io.get_executor(), c, cfg);
     resolve(cache);
     run_until([] { return false; }, 50ms);
-    target.dev()->stop();
+    target.stop_agent();
     ASSERT_TRUE(run_until([&] { return cache.lookup(service).stale(); }, 2s));
     {
         auto v = cache.lookup(service);
@@ -130,7 +133,7 @@ TEST_F(cache_integration, consul_down_serves_stale_then_fails_after_max_stalenes
     cache.async_resolve(service, [&](error_code e, resolve_result) { ec = e; });
     ASSERT_TRUE(run_until([&] { return ec.has_value(); }, 2s));
     EXPECT_EQ(*ec, make_error_code(discovery_errc::stale_beyond_limit));
-    target.dev()->start();
+    target.start_agent();
     ASSERT_TRUE(run_until(
         [&] {
             auto v = cache.lookup(service);
@@ -142,8 +145,8 @@ TEST_F(cache_integration, consul_down_serves_stale_then_fails_after_max_stalenes
         [&](auto h) { c.agent().async_service_deregister(service + "-1", std::move(h)); });
 }
 
-TEST_F(cache_integration, restart_with_state_lost_resynchronises) {
-    LAKEMESH_NEEDS_DEV(target);
+TEST_F(cache_agent_restart, restart_with_state_lost_resynchronises) {
+    LAKEMESH_NEEDS_CONTROL(target);
     // History, so the agent's index is well above where a fresh agent starts.
     for (int i = 0; i < 5; ++i) {
         register_instance(service + "-" + std::to_string(i), consul::check_status::passing);
@@ -151,7 +154,7 @@ TEST_F(cache_integration, restart_with_state_lost_resynchronises) {
     service_cache cache(io.get_executor(), c, config());
     ASSERT_EQ(resolve(cache).snapshot->instances.size(), 5u);
     run_until([] { return false; }, 50ms);
-    target.dev()->restart(/*keep_state=*/false);
+    target.restart_agent(/*keep_state=*/false);
     registered.clear();
     register_instance(service + "-new", consul::check_status::passing);
     ASSERT_TRUE(run_until(

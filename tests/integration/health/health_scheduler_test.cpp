@@ -519,8 +519,11 @@ TEST_F(health_scheduler_test, stop_leaves_nothing_registered_and_io_runs_out) {
     hs.reset();
 }
 
-TEST_F(health_scheduler_test, agent_restart_with_lost_state_is_repaired_within_two_intervals) {
-    LAKEMESH_NEEDS_DEV(target);
+// Tests that stop or restart the agent (run alone against a real agent).
+class health_scheduler_agent_restart : public health_scheduler_test {};
+
+TEST_F(health_scheduler_agent_restart, lost_state_is_repaired_within_two_intervals) {
+    LAKEMESH_NEEDS_CONTROL(target);
     auto cfg = config();
     cfg.reconcile_interval = 30s;  // the repair must come from the refused TTL update
     health_scheduler hs(io, c, cfg);
@@ -534,7 +537,7 @@ TEST_F(health_scheduler_test, agent_restart_with_lost_state_is_repaired_within_t
         definition(id, {passing_check(id + ":ttl", "fine", interval, 2 * interval), tcp})));
     ASSERT_TRUE(run_until([&] { return check_is(id + ":ttl", "passing", "fine"); }));
 
-    target.dev()->restart(false);
+    target.restart_agent(/*keep_state=*/false);
     const auto since = std::chrono::steady_clock::now();
     ASSERT_FALSE(agent_service(id));
     ASSERT_TRUE(run_until(
@@ -602,8 +605,8 @@ TEST_F(health_scheduler_test, reconciliation_repairs_a_service_removed_behind_it
     stop(hs);
 }
 
-TEST_F(health_scheduler_test, consul_unreachable_keeps_local_status_and_catches_up) {
-    LAKEMESH_NEEDS_DEV(target);
+TEST_F(health_scheduler_agent_restart, consul_unreachable_keeps_local_status_and_catches_up) {
+    LAKEMESH_NEEDS_CONTROL(target);
     health_scheduler hs(io, c, config());
     const std::string id = svc + "-down";
     auto state = std::make_shared<status>(status::passing);
@@ -615,13 +618,13 @@ TEST_F(health_scheduler_test, consul_unreachable_keeps_local_status_and_catches_
                                                         200ms)})));
     ASSERT_TRUE(run_until([&] { return check_is(id + ":c", "passing", "s"); }));
 
-    target.dev()->stop();
+    target.stop_agent();
     *state = status::warning;
     ASSERT_TRUE(run_until([&] { return hs.status_of(id)->aggregate == status::warning; }));
     run_until([] { return false; }, 1s);  // updates fail and back off meanwhile
     EXPECT_EQ(hs.status_of(id)->aggregate, status::warning);
 
-    target.dev()->start();
+    target.start_agent();
     ASSERT_TRUE(run_until([&] { return check_is(id + ":c", "warning", "s"); }));
     stop(hs);
 }

@@ -21,6 +21,34 @@ TEST(error, http_status_maps_to_consul_errc) {
     EXPECT_EQ(error_from_http_status(302), consul_errc::unexpected_status);
 }
 
+// Consul 1.10 answers these client mistakes with 500 (later versions with 400 or 404); the texts
+// are the real agent's. Without the refinement they would be retried as internal errors.
+TEST(error, consul_answer_texts_of_older_versions_refine_a_500) {
+    EXPECT_FALSE(error_from_consul_answer(200, "true\n"));
+    EXPECT_EQ(error_from_consul_answer(500,
+                                       "Failed to create boolean expression evaluator: 1:18 (17): "
+                                       "no match found, expected: \"-\""),
+              consul_errc::bad_request);
+    EXPECT_EQ(error_from_consul_answer(500, "strconv.ParseUint: parsing \"abc\": invalid syntax"),
+              consul_errc::bad_request);
+    EXPECT_EQ(error_from_consul_answer(
+                  500, "Invalid Session TTL '5000000000', must be between [10s=24h0m0s]"),
+              consul_errc::bad_request);
+    EXPECT_EQ(error_from_consul_answer(500, "CheckID \"x\" does not have associated TTL"),
+              consul_errc::not_found);
+    EXPECT_EQ(error_from_consul_answer(500, "ServiceID \"nosuch\" does not exist"),
+              consul_errc::not_found);
+    // Server trouble stays retryable; other statuses map as error_from_http_status.
+    EXPECT_EQ(error_from_consul_answer(500, "No cluster leader"), consul_errc::internal_error);
+    EXPECT_EQ(error_from_consul_answer(500, "rpc error: ServiceID \"a\" does not exist"),
+              consul_errc::internal_error);
+    EXPECT_EQ(error_from_consul_answer(500, ""), consul_errc::internal_error);
+    EXPECT_EQ(error_from_consul_answer(400, "Bad request: whatever"), consul_errc::bad_request);
+    EXPECT_EQ(error_from_consul_answer(404, "Unknown check ID \"x\""), consul_errc::not_found);
+    EXPECT_EQ(error_from_consul_answer(503, "does not have associated TTL"),
+              consul_errc::unavailable);
+}
+
 TEST(error, retryable_classification) {
     EXPECT_FALSE(is_retryable(error_code{}));
     EXPECT_TRUE(is_retryable(transport_errc::connect_failed));

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The real-agent leg: the integration suite against HashiCorp Consul itself.
+#
+#   bash tests/real_consul/leg.sh BUILD_PRESET
+#
+# 1. every integration test against one `consul agent -dev` (the tests that stop or restart the
+#    agent skip there);
+# 2. the tests that stop or restart the agent (suites *_agent_restart), one at a time, against
+#    one server with a data dir, which they drive through LAKEMESH_CONSUL_CONTROL;
+# 3. the session, health and partition tests against a three-server cluster, then again after
+#    the cluster's leader was killed with SIGKILL.
+#
+# The Consul binary: $LAKEMESH_CONSUL_BIN, else the xz-compressed build in ../shared/consul/
+# beside this checkout (or beside the repository it was cloned from), else `consul` on PATH.
+# Without one the leg is skipped with one line, unless LAKEMESH_REQUIRE_REAL_CONSUL=1 (CI).
+set -uo pipefail
+
+preset="${1:-debug}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$here"
+work="$here/build/real-consul"
+mkdir -p "$work"
+
+find_consul() {
+    if [ -n "${LAKEMESH_CONSUL_BIN:-}" ]; then
+        echo "$LAKEMESH_CONSUL_BIN"
+        return
+    fi
+    local roots=("$here/..")
+    local origin
+    origin=$(git -C "$here" config --get remote.origin.url 2>/dev/null || true)
+    if [ -n "$origin" ] && [ -d "$origin" ]; then
+        roots+=("$(cd "$origin" && pwd)/..")
+    fi
+    local r xz
+    for r in "${roots[@]}"; do
+        for xz in "$r"/shared/consul/consul-*-linux-amd64.xz; do
+            [ -f "$xz" ] || continue
+            if [ ! -x "$work/consul" ] || [ "$xz" -nt "$work/consul" ]; then
+                xz -dc "$xz" >"$work/consul.tmp" && chmod +x "$work/consul.tmp" &&
+                    mv "$work/consul.tmp" "$work/consul"
+            fi
+            echo "$work/consul"
+            return
+        done
+    done
+    command -v consul || true
+}
+
+consul_bin=$(find_consul)
+if [ -z "$consul_bin" ]; then
+    if [ "${LAKEMESH_REQUIRE_REAL_CONSUL:-0}" = 1 ]; then
+        echo "== real Consul leg: FAILED, no Consul binary (../shared/consul, LAKEMESH_CONSUL_BIN or PATH)"
+        exit 1
+    fi
+    echo "== real Consul leg skipped: no ../shared/consul beside this checkout, no LAKEMESH_CONSUL_BIN, no consul on PATH"
+    exit 0
+fi
+echo "== real Consul leg: $("$consul_bin" version | head -1) from $consul_bin"
+
+state="$work/state"
+agent=(bash "$here/tests/real_consul/agent.sh" "$state")
+cleanup() { "${agent[@]}" stop-all >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+rm -rf "$state"
+"${agent[@]}" init "$consul_bin" || exit 1
+
+failed=0
+restart_suites='_agent_restart\.'
+# The parts that hold sessions, run health checks or own partitions.
+cluster_tests='^(session|client_session|health|health_test|health_scheduler_test|checks|txn|partition[a-z_]*)\.'
+
+echo "== real Consul leg 1/3: every integration test against one -dev agent"
+"${agent[@]}" start-dev || exit 1
+CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" ctest --preset "$preset" -L integration \
+    -E "$restart_suites" || failed=1
+"${agent[@]}" stop-all
+
+echo "== real Consul leg 2/3: the tests that stop and restart the agent, one at a time"
+"${agent[@]}" start-server || exit 1
+CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" LAKEMESH_CONSUL_CONTROL="${agent[*]}" \
+    ctest --preset "$preset" -R "$restart_suites" -j 1 || failed=1
+"${agent[@]}" stop-all
+
+echo "== real Consul leg 3/3: sessions, health and partitions against a three-server cluster"
+"${agent[@]}" start-cluster || exit 1
+CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" ctest --preset "$preset" -R "$cluster_tests" || failed=1
+leader=$("${agent[@]}" leader)
+echo "== killing the cluster's leader (server $leader) with SIGKILL"
+"${agent[@]}" kill "$leader"
+survivor=1
+[ "$leader" = 1 ] && survivor=2
+"${agent[@]}" wait-ready "$survivor" || exit 1
+CONSUL_HTTP_ADDR="$("${agent[@]}" http "$survivor")" ctest --preset "$preset" -R "$cluster_tests" ||
+    failed=1
+"${agent[@]}" stop-all
+
+if ((failed)); then
+    echo "== real Consul leg: FAILED"
+    exit 1
+fi
+echo "== real Consul leg passed"
