@@ -40,6 +40,16 @@ struct dev_consul_options {
     /// HTTPS only: when non-empty, clients must present a certificate that this PEM CA file
     /// verifies, or the handshake fails (Consul's verify_incoming).
     std::string tls_client_ca_file;
+    /// Script checks (Args) registered through the HTTP API are accepted and run by the agent,
+    /// as with Consul's enable_script_checks. Off by default, as in Consul.
+    bool enable_script_checks = false;
+    /// Consul's enable_local_script_checks: script checks only from the agent's own
+    /// configuration files. dev_consul has none, so API registrations stay refused; kept so
+    /// that the program accepts the setting as Consul does.
+    bool enable_local_script_checks = false;
+    /// JSON layout. Consul in -dev mode indents every JSON answer (four spaces, then a newline);
+    /// false answers compact JSON as an agent outside -dev mode does, unless asked ?pretty.
+    bool pretty_json = true;
     /// How often TTL checks, session TTLs and DeregisterCriticalServiceAfter are evaluated.
     std::chrono::milliseconds reap_interval{50};
     /// Where the dev agent logs. Default: nowhere.
