@@ -923,15 +923,18 @@ response service_register(route_context& c) {
         put_check(s, std::move(chk));
     }
     // Checks of this service that the new definition does not name: dropped with
-    // ?replace-existing-checks (given at all: Consul looks at its presence only), otherwise kept
-    // with the service's new name and tags.
+    // ?replace-existing-checks (bare or "true"; Consul 1.10 takes no other spelling), otherwise
+    // kept with the service's new name and tags.
+    const auto replace_param = c.req.param("replace-existing-checks");
+    const bool replace_existing =
+        replace_param && (replace_param->empty() || *replace_param == "true");
     std::vector<std::string> stale;
     if (auto n = s.checks.find(node); n != s.checks.end()) {
         for (auto& [id, chk] : n->second) {
             if (chk.service_id != svc.id || defined.count(id)) {
                 continue;
             }
-            if (c.req.has("replace-existing-checks")) {
+            if (replace_existing) {
                 stale.push_back(id);
             } else if (chk.service_name != svc.name || chk.service_tags != svc.tags) {
                 chk.service_name = svc.name;

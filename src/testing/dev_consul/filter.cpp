@@ -8,6 +8,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <tuple>
 
 namespace lakemesh::testing::detail {
 
@@ -439,6 +440,42 @@ class peg {
         return ok;
     }
 
+    // ---- memoisation
+    //
+    // pigeon's parser, as generated for go-bexpr, re-parses the same sub-expression at every
+    // backtrack: time exponential in the nesting of parentheses (Consul 1.10 spins on a filter
+    // twenty levels deep). Remembering each expression rule's outcome per position (and per
+    // inversion, which decides what a failure records) gives the same parse, expectations and
+    // errors in linear time.
+    struct memo_entry {
+        bool ok = false;
+        std::size_t end = 0;
+        std::shared_ptr<filter_node> node;
+    };
+    std::map<std::tuple<int, std::size_t, bool>, memo_entry> memo_;
+
+    template <class Rule>
+    bool memoized(int id, std::shared_ptr<filter_node>& out, Rule rule) {
+        const auto key = std::make_tuple(id, pt_, invert_);
+        if (auto it = memo_.find(key); it != memo_.end()) {
+            pt_ = it->second.end;
+            out = it->second.node;
+            return it->second.ok;
+        }
+        const bool ok = rule(out);
+        memo_[key] = memo_entry{ok, pt_, ok ? out : nullptr};
+        return ok;
+    }
+    bool or_expr(std::shared_ptr<filter_node>& out) {
+        return memoized(0, out, [this](auto& o) { return or_expr_rule(o); });
+    }
+    bool and_expr(std::shared_ptr<filter_node>& out) {
+        return memoized(1, out, [this](auto& o) { return and_expr_rule(o); });
+    }
+    bool not_expr(std::shared_ptr<filter_node>& out) {
+        return memoized(2, out, [this](auto& o) { return not_expr_rule(o); });
+    }
+
     // ---- rules
 
     static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
@@ -498,7 +535,7 @@ class peg {
         return false;
     }
 
-    bool or_expr(std::shared_ptr<filter_node>& out) {
+    bool or_expr_rule(std::shared_ptr<filter_node>& out) {
         rule_scope r(*this, "OrExpression");
         const auto start = pt_;
         std::shared_ptr<filter_node> left;
@@ -518,7 +555,7 @@ class peg {
         return false;
     }
 
-    bool and_expr(std::shared_ptr<filter_node>& out) {
+    bool and_expr_rule(std::shared_ptr<filter_node>& out) {
         rule_scope r(*this, "AndExpression");
         const auto start = pt_;
         std::shared_ptr<filter_node> left;
@@ -538,7 +575,7 @@ class peg {
         return false;
     }
 
-    bool not_expr(std::shared_ptr<filter_node>& out) {
+    bool not_expr_rule(std::shared_ptr<filter_node>& out) {
         rule_scope r(*this, "NotExpression");
         if (++depth_ > max_depth) {
             // pigeon recurses without bound; a C++ stack does not, so refuse what no one writes.

@@ -318,7 +318,17 @@ class connection final : public closable, public std::enable_shared_from_this<co
         bool stale = false;
         bool consistent = false;
         bool consistency_header = false;
+        /// Go's server refusing a request it cannot read: "HTTP/1.1 <text>", a body of <text>,
+        /// no Date or length, and the connection closed.
+        std::string go_refusal;
     };
+
+    static answer refuse_as_go(std::string text) {
+        answer a;
+        a.go_refusal = std::move(text);
+        a.r.close = true;
+        return a;
+    }
 
     awaitable<void> serve() {
         if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
@@ -354,11 +364,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
                 if (ec != http::error::end_of_stream && ec != asio::error::eof &&
                     ec != asio::error::operation_aborted && !closed_) {
                     // Go's server answers what it cannot parse with a bare 400 and hangs up.
-                    answer a;
-                    a.wrapped = false;
-                    a.r = error_response(400, "400 Bad Request");
-                    a.r.content_type = "text/plain; charset=utf-8";
-                    a.r.close = true;
+                    answer a = refuse_as_go("400 Bad Request");
                     http::request<http::string_body> none;
                     co_await write(a, none, false);
                 }
@@ -526,13 +532,12 @@ class connection final : public closable, public std::enable_shared_from_this<co
 
     awaitable<answer> handle(const http::request<http::string_body>& msg) {
         answer a;
+        if (msg.version() >= 11 && msg.find(http::field::host) == msg.end()) {
+            co_return refuse_as_go("400 Bad Request: missing required Host header");
+        }
         auto target = parse_target(msg.target());
         if (!target.valid) {
-            a.wrapped = false;
-            a.r = error_response(400, "400 Bad Request");
-            a.r.content_type = "text/plain; charset=utf-8";
-            a.r.close = true;
-            co_return a;
+            co_return refuse_as_go("400 Bad Request");
         }
         // Go's ServeMux: redirect to the cleaned path, then to "/tree/" for "/tree".
         if (const auto cleaned = clean_path(target.path); cleaned != target.path) {
@@ -678,6 +683,17 @@ class connection final : public closable, public std::enable_shared_from_this<co
     /// by name, then Date, Content-Length (or chunked above 2048 bytes), a sniffed
     /// Content-Type and Connection.
     awaitable<void> write(answer& a, const http::request<http::string_body>& req, bool keep_alive) {
+        if (!a.go_refusal.empty()) {
+            const std::string bytes = "HTTP/1.1 " + a.go_refusal +
+                                      "\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                      "Connection: close\r\n\r\n" +
+                                      a.go_refusal;
+            beast::error_code ec;
+            co_await asio::async_write(stream_, asio::buffer(bytes),
+                                       asio::redirect_error(use_awaitable, ec));
+            closed_ = true;
+            co_return;
+        }
         response& r = a.r;
         std::vector<std::pair<std::string, std::string>> fields = std::move(r.headers);
         if (!r.content_type.empty()) {
