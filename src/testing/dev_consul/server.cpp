@@ -454,8 +454,9 @@ class connection final : public closable, public std::enable_shared_from_this<co
     /// part is prefixed by its length: decoded parameters may hold any byte, so no separator is
     /// safe.
     static std::string shared_answer_key(const route& rt, const request& rq,
-                                         const std::string& rest, bool indent) {
+                                         const std::string& rest, bool indent, bool anonymous) {
         std::string key = indent ? "i" : "c";
+        key += anonymous ? "a" : "t";
         const auto add = [&key](std::string_view part) {
             key += std::to_string(part.size());
             key += ':';
@@ -472,12 +473,15 @@ class connection final : public closable, public std::enable_shared_from_this<co
         return key;
     }
 
-    response run_route(const route& rt, const request& rq, std::string rest) {
+    /// Runs a route. `anonymous`: a read by the anonymous token of default-deny ACLs, which
+    /// Consul answers as if nothing were there (its results are filtered, not refused).
+    response run_route(const route& rt, const request& rq, std::string rest,
+                       bool anonymous = false) {
         auto& core = agent_->core;
         const bool indent = agent_->opts.pretty_json || rq.has("pretty");
         std::string key;
         if (rt.shared_answer) {
-            key = shared_answer_key(rt, rq, rest, indent);
+            key = shared_answer_key(rt, rq, rest, indent, anonymous);
             if (const response* kept = core.shared_answer(key)) {
                 return *kept;
             }
@@ -497,6 +501,17 @@ class connection final : public closable, public std::enable_shared_from_this<co
         } catch (const std::exception& e) {
             r = error_response(500, std::string("internal error: ") + e.what());
             threw = true;
+        }
+        if (anonymous && r.status == 200) {
+            if (rt.path == "kv/" && rq.has("recurse") && !rq.has("keys")) {
+                r.status = 404;
+                r.value.reset();
+                r.content_type.clear();
+            } else if (r.value) {
+                *r.value = rt.path == "catalog/node/" ? json(nullptr)
+                           : r.value->is_object()     ? json::object()
+                                                      : json::array();
+            }
         }
         if (r.value) {
             r.body = go_marshal(*r.value, indent);
@@ -528,6 +543,65 @@ class connection final : public closable, public std::enable_shared_from_this<co
             a.r.body = "<a href=\"" + html_escape(location) + "\">Moved Permanently</a>.\n\n";
         }
         return a;
+    }
+
+    /// What default-deny ACLs answer the anonymous token: nullopt for the reads Consul filters
+    /// (listings come back empty), else the refusal.
+    std::optional<response> anonymous_refusal(const request& rq, const std::string& rest) {
+        const auto& path = rq.path;
+        const auto& s = agent_->core.state();
+        const auto& node = agent_->info.node_name;
+        const auto denied = [] { return error_response(403, "Permission denied"); };
+        if (rq.method == http::verb::get) {
+            for (std::string_view filtered :
+                 {"agent/members", "agent/services", "agent/checks", "catalog/services",
+                  "catalog/nodes", "catalog/service/", "catalog/node/", "health/", "session/list",
+                  "session/node/", "session/info/"}) {
+                if (path.starts_with(filtered)) {
+                    return std::nullopt;
+                }
+            }
+            if (path.starts_with("kv/") && (rq.has("recurse") || rq.has("keys"))) {
+                return std::nullopt;
+            }
+            return denied();
+        }
+        const auto has_service = [&](const std::string& id) {
+            auto n = s.services.find(node);
+            return n != s.services.end() && n->second.count(id) != 0;
+        };
+        const auto has_check = [&](const std::string& id) {
+            auto n = s.checks.find(node);
+            return n != s.checks.end() && n->second.count(id) != 0;
+        };
+        const auto unknown = [](const char* what, const std::string& id) {
+            std::string quoted;
+            append_go_string(quoted, id);
+            return error_response(500, std::string("Unknown ") + what + " " + quoted);
+        };
+        if (path.starts_with("agent/service/deregister/")) {
+            return has_service(rest) ? denied() : unknown("service", rest);
+        }
+        for (std::string_view check_op :
+             {"agent/check/deregister/", "agent/check/pass/", "agent/check/warn/",
+              "agent/check/fail/", "agent/check/update/"}) {
+            if (path.starts_with(check_op)) {
+                return has_check(rest) ? denied() : unknown("check", rest);
+            }
+        }
+        if (path.starts_with("session/destroy/") && !s.sessions.count(rest)) {
+            return std::nullopt;  // nothing to destroy: true, as for anyone
+        }
+        if (path == "txn") {
+            response r = json_response(json{
+                {"Results", nullptr},
+                {"Errors", json::array({json{{"OpIndex", 0}, {"What", "Permission denied"}}})}});
+            r.status = 409;
+            r.body = go_marshal(*r.value, agent_->opts.pretty_json || rq.has("pretty"));
+            r.value.reset();
+            return r;
+        }
+        return denied();
     }
 
     awaitable<answer> handle(const http::request<http::string_body>& msg) {
@@ -642,18 +716,22 @@ class connection final : public closable, public std::enable_shared_from_this<co
         }
 
         const auto& acl = agent_->opts.acl_token;
-        if (!acl.empty() && !rq.path.starts_with("status/")) {
-            if (token.empty()) {
-                a.r = error_response(403, "Permission denied");
-                co_return a;
-            }
-            if (token != acl) {
+        bool anonymous = false;
+        if (!acl.empty() && !rq.path.starts_with("status/") && rq.path != "catalog/datacenters") {
+            if (!token.empty() && token != acl) {
                 a.r = error_response(403, "ACL not found");
                 co_return a;
             }
+            if (token.empty()) {
+                if (auto refused = anonymous_refusal(rq, rest)) {
+                    a.r = std::move(*refused);
+                    co_return a;
+                }
+                anonymous = true;
+            }
         }
 
-        a.r = run_route(*rt, rq, rest);
+        a.r = run_route(*rt, rq, rest, anonymous);
         if (rt->blocking_tables == 0 || min_index == 0 || !a.r.index || *a.r.index > min_index) {
             co_return a;
         }
@@ -671,7 +749,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
             if (closed_) {
                 co_return a;
             }
-            response again = run_route(*rt, rq, rest);
+            response again = run_route(*rt, rq, rest, anonymous);
             if (!notified || !again.index || *again.index > min_index) {
                 a.r = std::move(again);
                 co_return a;

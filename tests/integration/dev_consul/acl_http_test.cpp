@@ -37,6 +37,39 @@ TEST(acl, requests_without_the_right_token_get_403) {
     EXPECT_EQ(good.get("/v1/kv/x").status, 404u);
 }
 
+// Default-deny ACLs filter what the anonymous token reads (listings come back empty, with their
+// index) and refuse its writes, as a Consul 1.10 agent with acl.default_policy = "deny" does.
+TEST(acl, anonymous_listings_are_filtered_and_writes_refused) {
+    consul_target target(with_token("root-token"));
+    LAKEMESH_NEEDS_DEV_HOOK(target, "acl_token option");
+    raw_http root(target.host(), target.port(), "root-token");
+    ASSERT_EQ(root.put("/v1/agent/service/register", json{{"Name", "web"}}.dump()).status, 200u);
+    ASSERT_EQ(root.put("/v1/kv/k", "v").status, 200u);
+    raw_http anon(target.host(), target.port());
+    const auto services = anon.get("/v1/catalog/services");
+    EXPECT_EQ(services.status, 200u);
+    EXPECT_EQ(services.json_body(), json::object());
+    EXPECT_GT(services.index(), 0u);
+    EXPECT_EQ(anon.get("/v1/health/service/web").json_body(), json::array());
+    EXPECT_EQ(anon.get("/v1/agent/services").json_body(), json::object());
+    EXPECT_EQ(anon.get("/v1/agent/members").json_body(), json::array());
+    EXPECT_TRUE(anon.get("/v1/catalog/node/" + target.dev()->node_name()).json_body().is_null());
+    EXPECT_EQ(anon.get("/v1/kv/?recurse").status, 404u);
+    EXPECT_EQ(anon.get("/v1/kv/?keys").json_body(), json::array());
+    EXPECT_EQ(anon.get("/v1/kv/k").status, 403u);
+    EXPECT_EQ(anon.get("/v1/catalog/datacenters").status, 200u);
+    auto unknown = anon.put("/v1/agent/service/deregister/none");
+    EXPECT_EQ(unknown.status, 500u);
+    EXPECT_EQ(unknown.body, "Unknown service \"none\"");
+    auto known = anon.put("/v1/agent/service/deregister/web");
+    EXPECT_EQ(known.status, 403u);
+    EXPECT_EQ(known.body, "Permission denied");
+    auto txn = anon.put("/v1/txn", R"([{"KV":{"Verb":"set","Key":"k"}}])");
+    EXPECT_EQ(txn.status, 409u);
+    EXPECT_EQ(txn.json_body()["Errors"][0]["What"], "Permission denied");
+    EXPECT_EQ(root.get("/v1/catalog/services").json_body()["web"], json::array());
+}
+
 TEST(acl, token_is_accepted_from_header_bearer_and_query) {
     consul_target target(with_token("root-token"));
     LAKEMESH_NEEDS_DEV_HOOK(target, "acl_token option");
