@@ -26,8 +26,11 @@ struct dev_consul_options {
     std::string datacenter = "dc1";
     /// This agent's node name. Empty: "dev-<port>".
     std::string node_name;
-    /// When non-empty, every request except status/* needs this token (X-Consul-Token header,
-    /// Authorization: Bearer, or ?token=) or gets 403 as Consul's default-deny ACLs answer.
+    /// When non-empty, ACLs are on with a default-deny policy and this is the one token that may
+    /// do everything (sent as X-Consul-Token, Authorization: Bearer, or ?token=). As Consul
+    /// does, a request without a token gets empty catalog, health, agent and session listings
+    /// and 403 "Permission denied" for the rest; a wrong token gets 403 "ACL not found";
+    /// status/* and catalog/datacenters need none.
     std::string acl_token;
     /// Largest request body accepted (Consul's http_max_request_bytes default is 4 MiB...
     /// KV values are additionally limited to kv_max_value_size).
