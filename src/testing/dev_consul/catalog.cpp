@@ -73,7 +73,8 @@ response catalog_node(route_context& c) {
     const auto index = std::max(c.s.nodes_index, c.s.services_index);
     const node_entry* n = find_node(c.s, c.rest);
     if (n == nullptr) {
-        return json_response(nullptr, index);  // Consul answers 200 with null for an unknown node
+        // Consul answers 200 with null for an unknown node, at index 0 (sent as 1).
+        return json_response(nullptr, 1);
     }
     json services = json::object();
     if (auto by_id = c.s.services.find(n->name); by_id != c.s.services.end()) {

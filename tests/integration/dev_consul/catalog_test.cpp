@@ -129,6 +129,7 @@ TEST_F(catalog, nodes_and_node_describe_this_agent) {
     auto unknown = c.get("/v1/catalog/node/" + name + "-no-such-node");
     EXPECT_EQ(unknown.status, 200u);
     EXPECT_TRUE(unknown.json_body().is_null());
+    EXPECT_EQ(unknown.index(), 1u);
 }
 
 TEST_F(catalog, datacenters_lists_the_agents_datacenter) {
