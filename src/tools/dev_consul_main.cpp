@@ -10,10 +10,82 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace {
+
+/// Reads a Go flag.Bool value: empty (the flag alone) is true.
+std::optional<bool> parse_bool(std::string_view v) {
+    if (v.empty() || v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" ||
+        v == "True") {
+        return true;
+    }
+    if (v == "0" || v == "f" || v == "F" || v == "false" || v == "FALSE" || v == "False") {
+        return false;
+    }
+    return std::nullopt;
+}
+
+/// Applies the `key = value` settings of an -hcl fragment that dev_consul supports; returns
+/// the error to print for anything else.
+std::optional<std::string> apply_hcl(std::string_view text,
+                                     lakemesh::testing::dev_consul_options& opts) {
+    const auto space = [](char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ';';
+    };
+    const auto word = [&](std::string_view& t) {
+        while (!t.empty() && space(t.front())) {
+            t.remove_prefix(1);
+        }
+        std::size_t n = 0;
+        if (!t.empty() && t.front() == '"') {
+            const auto end = t.find('"', 1);
+            n = end == std::string_view::npos ? t.size() : end + 1;
+        } else {
+            while (n < t.size() && !space(t[n]) && t[n] != '=') {
+                ++n;
+            }
+        }
+        auto w = t.substr(0, n);
+        t.remove_prefix(n);
+        if (w.size() >= 2 && w.front() == '"' && w.back() == '"') {
+            w = w.substr(1, w.size() - 2);
+        }
+        return w;
+    };
+    while (true) {
+        const auto key = word(text);
+        if (key.empty()) {
+            return std::nullopt;
+        }
+        while (!text.empty() && space(text.front())) {
+            text.remove_prefix(1);
+        }
+        if (text.empty() || text.front() != '=') {
+            return "-hcl: expected \"" + std::string(key) + " = true|false\"";
+        }
+        text.remove_prefix(1);
+        const auto value = word(text);
+        bool* target = nullptr;
+        if (key == "enable_script_checks") {
+            target = &opts.enable_script_checks;
+        } else if (key == "enable_local_script_checks") {
+            target = &opts.enable_local_script_checks;
+        } else {
+            return "-hcl: dev_consul supports only enable_script_checks and "
+                   "enable_local_script_checks, not \"" +
+                   std::string(key) + "\"";
+        }
+        const auto b = value.empty() ? std::nullopt : parse_bool(value);
+        if (!b) {
+            return "-hcl: " + std::string(key) + " must be true or false, not \"" +
+                   std::string(value) + "\"";
+        }
+        *target = *b;
+    }
+}
 
 void usage() {
     std::cout << "Usage: lakemesh-dev-consul [-dev] [options]\n"
@@ -22,6 +94,10 @@ void usage() {
                  "  -datacenter NAME    datacenter name (default dc1)\n"
                  "  -node NAME          node name (default dev-<port>)\n"
                  "  -acl-token TOKEN    enforce ACLs: every request needs this token\n"
+                 "  -enable-script-checks        run script checks (Args) registered over HTTP\n"
+                 "  -enable-local-script-checks  accepted as Consul does (no local config here)\n"
+                 "  -hcl 'SETTINGS'     Consul HCL; only enable_script_checks and\n"
+                 "                      enable_local_script_checks (= true|false) are supported\n"
                  "  -tls-cert-file F    serve HTTPS with this PEM certificate chain\n"
                  "  -tls-key-file F     and this PEM private key\n"
                  "  -log-level LEVEL    trace|debug|info|warn|error (default info)\n";
@@ -76,6 +152,19 @@ int main(int argc, char** argv) {
             opts.datacenter = next();
         } else if (a == "-node") {
             opts.node_name = next();
+        } else if (a == "-enable-script-checks" || a == "-enable-local-script-checks") {
+            auto b = parse_bool(has_value ? value : std::string_view{});
+            if (!b) {
+                std::cerr << "invalid boolean value \"" << value << "\" for " << a << "\n";
+                return 2;
+            }
+            (a == "-enable-script-checks" ? opts.enable_script_checks
+                                          : opts.enable_local_script_checks) = *b;
+        } else if (a == "-hcl") {
+            if (auto err = apply_hcl(next(), opts)) {
+                std::cerr << "==> " << *err << "\n";
+                return 1;
+            }
         } else if (a == "-acl-token") {
             opts.acl_token = next();
         } else if (a == "-tls-cert-file") {

@@ -26,8 +26,11 @@ struct dev_consul_options {
     std::string datacenter = "dc1";
     /// This agent's node name. Empty: "dev-<port>".
     std::string node_name;
-    /// When non-empty, every request except status/* needs this token (X-Consul-Token header,
-    /// Authorization: Bearer, or ?token=) or gets 403 as Consul's default-deny ACLs answer.
+    /// When non-empty, ACLs are on with a default-deny policy and this is the one token that may
+    /// do everything (sent as X-Consul-Token, Authorization: Bearer, or ?token=). As Consul
+    /// does, a request without a token gets empty catalog, health, agent and session listings
+    /// and 403 "Permission denied" for the rest; a wrong token gets 403 "ACL not found";
+    /// status/* and catalog/datacenters need none.
     std::string acl_token;
     /// Largest request body accepted (Consul's http_max_request_bytes default is 4 MiB...
     /// KV values are additionally limited to kv_max_value_size).
@@ -40,6 +43,16 @@ struct dev_consul_options {
     /// HTTPS only: when non-empty, clients must present a certificate that this PEM CA file
     /// verifies, or the handshake fails (Consul's verify_incoming).
     std::string tls_client_ca_file;
+    /// Script checks (Args) registered through the HTTP API are accepted and run by the agent,
+    /// as with Consul's enable_script_checks. Off by default, as in Consul.
+    bool enable_script_checks = false;
+    /// Consul's enable_local_script_checks: script checks only from the agent's own
+    /// configuration files. dev_consul has none, so API registrations stay refused; kept so
+    /// that the program accepts the setting as Consul does.
+    bool enable_local_script_checks = false;
+    /// JSON layout. Consul in -dev mode indents every JSON answer (four spaces, then a newline);
+    /// false answers compact JSON as an agent outside -dev mode does, unless asked ?pretty.
+    bool pretty_json = true;
     /// How often TTL checks, session TTLs and DeregisterCriticalServiceAfter are evaluated.
     std::chrono::milliseconds reap_interval{50};
     /// Where the dev agent logs. Default: nowhere.

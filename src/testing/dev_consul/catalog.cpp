@@ -1,5 +1,4 @@
 // Catalog endpoints: https://developer.hashicorp.com/consul/api-docs/catalog
-#include "catalog_json.hpp"
 #include "catalog_query.hpp"
 #include "filter.hpp"
 
@@ -8,18 +7,17 @@ namespace {
 
 response catalog_services(route_context& c) {
     json entries = json::array();
-    for (const auto& [node, by_id] : c.s.services) {
-        auto n = c.s.nodes.find(node);
-        if (n == c.s.nodes.end()) {
+    for (const auto* n : nodes_in_order(c.s)) {
+        auto by_id = c.s.services.find(n->name);
+        if (by_id == c.s.services.end()) {
             continue;
         }
-        for (const auto& [id, svc] : by_id) {
-            entries.push_back(service_node_json(n->second, svc));
+        for (const auto& [id, svc] : by_id->second) {
+            entries.push_back(service_node_json(*n, svc));
         }
     }
-    if (auto err = apply_filter(c.req.param("filter"), entries)) {
-        return error_response(400, *err);
-    }
+    // Consul 1.10 does not filter this endpoint: ?filter is ignored.
+    // Consul lists each service's distinct tags (in no set order; sorted here).
     std::map<std::string, std::set<std::string>> tags;
     for (const auto& e : entries) {
         auto& set = tags[e["ServiceName"].get<std::string>()];
@@ -31,56 +29,63 @@ response catalog_services(route_context& c) {
     for (const auto& [name, set] : tags) {
         out[name] = json(std::vector<std::string>(set.begin(), set.end()));
     }
-    return json_response(out);
+    return json_response(out, std::max(c.s.nodes_index, c.s.services_index));
 }
 
 response catalog_service(route_context& c) {
     if (c.rest.empty()) {
-        return error_response(400, "Missing service name");
+        response r = error_response(400, "Missing service name");
+        r.no_index = true;
+        return r;
     }
     json out = json::array();
-    for (const service_entry* svc : instances_of(c.s, c.rest)) {
+    const auto instances = instances_of(c.s, c.rest);
+    for (const service_entry* svc : instances) {
         auto n = c.s.nodes.find(svc->node);
         if (n == c.s.nodes.end() || !has_all_tags(*svc, c.req)) {
             continue;
         }
         out.push_back(service_node_json(n->second, *svc));
     }
-    if (auto err = apply_filter(c.req.param("filter"), out)) {
-        return error_response(400, *err);
+    if (auto err = apply_filter(c.req.param("filter"), out, filter_schema::service_node)) {
+        return filter_error(*err);
     }
-    return json_response(out);
+    return json_response(out, service_read_index(c.s, c.rest, !instances.empty(), false));
 }
 
 response catalog_nodes(route_context& c) {
     json out = json::array();
-    for (const auto& [name, n] : c.s.nodes) {
-        out.push_back(node_json(n));
+    for (const auto* n : nodes_in_order(c.s)) {
+        out.push_back(node_json(*n));
     }
-    if (auto err = apply_filter(c.req.param("filter"), out)) {
-        return error_response(400, *err);
+    if (auto err = apply_filter(c.req.param("filter"), out, filter_schema::node)) {
+        return filter_error(*err);
     }
-    return json_response(out);
+    return json_response(out, c.s.nodes_index);
 }
 
 response catalog_node(route_context& c) {
     if (c.rest.empty()) {
-        return error_response(400, "Missing node name");
+        response r = error_response(400, "Missing node name");
+        r.no_index = true;
+        return r;
     }
-    auto n = c.s.nodes.find(c.rest);
-    if (n == c.s.nodes.end()) {
-        return json_response(nullptr);  // Consul answers 200 with null for an unknown node
+    const auto index = std::max(c.s.nodes_index, c.s.services_index);
+    const node_entry* n = find_node(c.s, c.rest);
+    if (n == nullptr) {
+        // Consul answers 200 with null for an unknown node, at index 0 (sent as 1).
+        return json_response(nullptr, 1);
     }
     json services = json::object();
-    if (auto by_id = c.s.services.find(c.rest); by_id != c.s.services.end()) {
+    if (auto by_id = c.s.services.find(n->name); by_id != c.s.services.end()) {
         for (const auto& [id, svc] : by_id->second) {
             services[id] = node_service_json(svc);
         }
     }
-    if (auto err = apply_filter(c.req.param("filter"), services)) {
-        return error_response(400, *err);
+    if (auto err = apply_filter(c.req.param("filter"), services, filter_schema::node_service)) {
+        return filter_error(*err);
     }
-    return json_response(json{{"Node", node_json(n->second)}, {"Services", services}});
+    return json_response(json{{"Node", node_json(*n)}, {"Services", services}}, index);
 }
 
 response catalog_datacenters(route_context& c) {
@@ -95,11 +100,11 @@ response catalog_datacenters(route_context& c) {
 
 void add_catalog_routes(router& r) {
     using v = http::verb;
-    r.add(v::get, "catalog/services", catalog_services, table_catalog);
-    r.add(v::get, "catalog/service/", catalog_service, table_catalog);
-    r.add(v::get, "catalog/nodes", catalog_nodes, table_catalog);
-    r.add(v::get, "catalog/node/", catalog_node, table_catalog);
     r.add(v::get, "catalog/datacenters", catalog_datacenters);
+    r.add(v::get, "catalog/nodes", catalog_nodes, table_catalog).consistency_header = true;
+    r.add(v::get, "catalog/services", catalog_services, table_catalog).consistency_header = true;
+    r.add(v::get, "catalog/service/", catalog_service, table_catalog).consistency_header = true;
+    r.add(v::get, "catalog/node/", catalog_node, table_catalog).consistency_header = true;
 }
 
 }  // namespace lakemesh::testing::detail

@@ -1,5 +1,8 @@
 #include "catalog_json.hpp"
 
+#include <algorithm>
+#include <cstdio>
+
 namespace lakemesh::testing::detail {
 namespace {
 
@@ -13,6 +16,37 @@ json string_map(const std::map<std::string, std::string>& m) {
 
 json weights_json(const service_weights& w) {
     return json{{"Passing", w.passing}, {"Warning", w.warning}};
+}
+
+json service_addresses(const service_entry& svc) {
+    json j = json::object();
+    for (const auto& [name, address] : svc.tagged_addresses) {
+        j[name] = json{{"Address", address.first}, {"Port", address.second}};
+    }
+    return j;
+}
+
+/// structs.ConnectProxyConfig of a typical service: every field empty but these.
+json empty_proxy() {
+    return json{{"Mode", ""}, {"MeshGateway", json::object()}, {"Expose", json::object()}};
+}
+
+json check_common(const check_entry& c, const std::string& output) {
+    return json{{"Node", c.node},
+                {"CheckID", c.id},
+                {"Name", c.name},
+                {"Status", c.status},
+                {"Notes", valid_utf8(c.notes)},
+                {"Output", valid_utf8(output)},
+                {"ServiceID", c.service_id},
+                {"ServiceName", c.service_name},
+                {"ServiceTags", c.service_tags},
+                {"Type", c.type},
+                {"Interval", c.shown_interval},
+                {"Timeout", c.shown_timeout},
+                {"ExposedPort", 0},
+                // Consul 1.10 sends the definition empty over its API.
+                {"Definition", json::object()}};
 }
 
 }  // namespace
@@ -58,12 +92,42 @@ std::string valid_utf8(std::string_view text) {
     return out;
 }
 
-std::string normalised_duration(const std::string& text) {
-    if (text.empty()) {
-        return "";
+bool lower_less(std::string_view a, std::string_view b) {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+        return std::tolower(static_cast<unsigned char>(x)) <
+               std::tolower(static_cast<unsigned char>(y));
+    });
+}
+
+std::vector<const node_entry*> nodes_in_order(const store& s) {
+    std::vector<const node_entry*> out;
+    for (const auto& [name, n] : s.nodes) {
+        out.push_back(&n);
     }
-    auto d = parse_go_duration(text);
-    return d ? format_go_duration(*d) : text;
+    std::stable_sort(out.begin(), out.end(),
+                     [](const auto* a, const auto* b) { return lower_less(a->name, b->name); });
+    return out;
+}
+
+std::vector<const check_entry*> node_checks_in_order(const store& s, const std::string& node) {
+    std::vector<const check_entry*> out;
+    if (auto it = s.checks.find(node); it != s.checks.end()) {
+        for (const auto& [id, c] : it->second) {
+            out.push_back(&c);
+        }
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const auto* a, const auto* b) { return lower_less(a->id, b->id); });
+    return out;
+}
+
+std::vector<const check_entry*> checks_in_order(const store& s) {
+    std::vector<const check_entry*> out;
+    for (const auto* n : nodes_in_order(s)) {
+        auto part = node_checks_in_order(s, n->name);
+        out.insert(out.end(), part.begin(), part.end());
+    }
+    return out;
 }
 
 json node_json(const node_entry& n) {
@@ -78,97 +142,106 @@ json node_json(const node_entry& n) {
 }
 
 json check_json(const check_entry& c) {
-    json header = json::object();
-    for (const auto& [k, v] : c.header) {
-        header[k] = v;
-    }
-    json definition = json::object();
-    if (c.type == "http") {
-        definition = json{{"HTTP", c.http},
-                          {"Method", c.method},
-                          {"Header", header},
-                          {"Body", c.body},
-                          {"TLSSkipVerify", c.tls_skip_verify}};
-    } else if (c.type == "tcp") {
-        definition = json{{"TCP", c.tcp}};
-    } else if (c.type == "grpc") {
-        definition = json{{"GRPC", c.grpc}, {"GRPCUseTLS", c.grpc_use_tls}};
-    }
-    if (!c.interval.empty()) {
-        definition["Interval"] = normalised_duration(c.interval);
-    }
-    if (!c.timeout.empty()) {
-        definition["Timeout"] = normalised_duration(c.timeout);
-    }
-    if (!c.deregister_critical_service_after.empty()) {
-        definition["DeregisterCriticalServiceAfter"] =
-            normalised_duration(c.deregister_critical_service_after);
-    }
-    return json{{"Node", c.node},
-                {"CheckID", c.id},
-                {"Name", c.name},
-                {"Status", c.status},
-                {"Notes", valid_utf8(c.notes)},
-                {"Output", valid_utf8(c.output)},
-                {"ServiceID", c.service_id},
-                {"ServiceName", c.service_name},
-                {"ServiceTags", c.service_tags},
-                {"Type", c.type},
-                {"Interval", normalised_duration(c.interval)},
-                {"Timeout", normalised_duration(c.timeout)},
-                {"ExposedPort", 0},
-                {"Definition", definition},
-                {"CreateIndex", c.create_index},
-                {"ModifyIndex", c.modify_index}};
+    json j = check_common(c, c.output);
+    j["CreateIndex"] = c.create_index;
+    j["ModifyIndex"] = c.modify_index;
+    return j;
+}
+
+json agent_check_json(const check_entry& c) {
+    json j = check_common(c, c.agent_output);
+    j["CreateIndex"] = 0;
+    j["ModifyIndex"] = 0;
+    return j;
 }
 
 json node_service_json(const service_entry& svc) {
-    return json{{"ID", svc.id},
-                {"Service", svc.name},
-                {"Tags", svc.tags},
-                {"Address", svc.address},
-                {"Meta", string_map(svc.meta)},
-                {"Port", svc.port},
-                {"Weights", weights_json(svc.weights)},
-                {"EnableTagOverride", svc.enable_tag_override},
-                {"CreateIndex", svc.create_index},
-                {"ModifyIndex", svc.modify_index}};
-}
-
-json agent_service_json(const service_entry& svc, const std::string& datacenter) {
-    json j{{"ID", svc.id},
-           {"Service", svc.name},
-           {"Tags", svc.tags},
-           {"Meta", string_map(svc.meta)},
-           {"Port", svc.port},
-           {"Address", svc.address},
-           {"Weights", weights_json(svc.weights)},
-           {"EnableTagOverride", svc.enable_tag_override},
-           {"Datacenter", datacenter}};
+    json j = json::object();
     if (!svc.kind.empty()) {
         j["Kind"] = svc.kind;
     }
+    j["ID"] = svc.id;
+    j["Service"] = svc.name;
+    j["Tags"] = svc.tags;
+    j["Address"] = svc.address;
+    if (!svc.tagged_addresses.empty()) {
+        j["TaggedAddresses"] = service_addresses(svc);
+    }
+    j["Meta"] = svc.meta_null ? json(nullptr) : string_map(svc.meta);
+    if (svc.port != 0) {
+        j["Port"] = svc.port;
+    }
+    j["Weights"] = weights_json(svc.weights);
+    j["EnableTagOverride"] = svc.enable_tag_override;
+    j["Proxy"] = empty_proxy();
+    j["Connect"] = json::object();
+    j["CreateIndex"] = svc.create_index;
+    j["ModifyIndex"] = svc.modify_index;
+    return j;
+}
+
+std::string service_content_hash(const service_entry& svc) {
+    // Consul hashes the service definition (hashstructure); any stable hash that moves with the
+    // definition serves the same purpose: FNV-1a over its JSON form.
+    const auto text = node_service_json(svc).dump();
+    std::uint64_t h = 14695981039346656037ULL;
+    for (unsigned char ch : text) {
+        h ^= ch;
+        h *= 1099511628211ULL;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+json agent_service_json(const service_entry& svc, const std::string& datacenter, bool with_hash) {
+    json j = json::object();
+    if (!svc.kind.empty()) {
+        j["Kind"] = svc.kind;
+    }
+    j["ID"] = svc.id;
+    j["Service"] = svc.name;
+    j["Tags"] = svc.tags;
+    j["Meta"] = string_map(svc.meta);
+    j["Port"] = svc.port;
+    j["Address"] = svc.address;
+    if (!svc.tagged_addresses.empty()) {
+        j["TaggedAddresses"] = service_addresses(svc);
+    }
+    j["Weights"] = weights_json(svc.weights);
+    j["EnableTagOverride"] = svc.enable_tag_override;
+    if (with_hash) {
+        j["ContentHash"] = service_content_hash(svc);
+    }
+    j["Datacenter"] = datacenter;
     return j;
 }
 
 json service_node_json(const node_entry& n, const service_entry& svc) {
-    return json{{"ID", n.id},
-                {"Node", n.name},
-                {"Address", n.address},
-                {"Datacenter", n.datacenter},
-                {"TaggedAddresses", string_map(n.tagged_addresses)},
-                {"NodeMeta", string_map(n.meta)},
-                {"ServiceKind", svc.kind},
-                {"ServiceID", svc.id},
-                {"ServiceName", svc.name},
-                {"ServiceTags", svc.tags},
-                {"ServiceAddress", svc.address},
-                {"ServiceWeights", weights_json(svc.weights)},
-                {"ServiceMeta", string_map(svc.meta)},
-                {"ServicePort", svc.port},
-                {"ServiceEnableTagOverride", svc.enable_tag_override},
-                {"CreateIndex", svc.create_index},
-                {"ModifyIndex", svc.modify_index}};
+    json j{{"ID", n.id},
+           {"Node", n.name},
+           {"Address", n.address},
+           {"Datacenter", n.datacenter},
+           {"TaggedAddresses", string_map(n.tagged_addresses)},
+           {"NodeMeta", string_map(n.meta)},
+           {"ServiceKind", svc.kind},
+           {"ServiceID", svc.id},
+           {"ServiceName", svc.name},
+           {"ServiceTags", svc.tags},
+           {"ServiceAddress", svc.address}};
+    if (!svc.tagged_addresses.empty()) {
+        j["ServiceTaggedAddresses"] = service_addresses(svc);
+    }
+    j["ServiceWeights"] = weights_json(svc.weights);
+    j["ServiceMeta"] = string_map(svc.meta);  // {} even where NodeService shows null
+    j["ServicePort"] = svc.port;
+    j["ServiceSocketPath"] = "";
+    j["ServiceEnableTagOverride"] = svc.enable_tag_override;
+    j["ServiceProxy"] = empty_proxy();
+    j["ServiceConnect"] = json::object();
+    j["CreateIndex"] = svc.create_index;
+    j["ModifyIndex"] = svc.modify_index;
+    return j;
 }
 
 }  // namespace lakemesh::testing::detail

@@ -1,49 +1,51 @@
 // Shared pieces of the dev agent: route matching, response helpers, Go durations, UUIDs.
+#include "go_json.hpp"
 #include "router.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 namespace lakemesh::testing::detail {
 
-const route* router::match(http::verb method, const std::string& path, std::string& rest,
-                           bool& path_exists) const {
-    const route* best = nullptr;
-    path_exists = false;
+std::string router::pattern_for(std::string_view path) const {
+    std::string best;
     for (const auto& r : routes_) {
-        bool prefix = !r.path.empty() && r.path.back() == '/';
-        bool hit = prefix ? path.starts_with(r.path) : path == r.path;
-        if (!hit) {
-            continue;
-        }
-        if (r.method != method) {
-            path_exists = true;
-            continue;
-        }
-        if (best == nullptr || r.path.size() > best->path.size()) {
-            best = &r;
-        }
-    }
-    if (best != nullptr) {
-        bool prefix = best->path.back() == '/';
-        rest = prefix ? path.substr(best->path.size()) : std::string{};
-        // A longer route for another method (e.g. PUT agent/service/register) must not make
-        // a prefix route for this method (GET agent/service/) claim its path.
-        for (const auto& r : routes_) {
-            if (r.method != method && r.path.size() > best->path.size() &&
-                (r.path.back() == '/' ? path.starts_with(r.path) : path == r.path)) {
-                path_exists = true;
-                return nullptr;
-            }
+        const bool prefix = !r.path.empty() && r.path.back() == '/';
+        const bool hit = prefix ? path.starts_with(r.path) : path == r.path;
+        if (hit && r.path.size() > best.size()) {
+            best = r.path;
         }
     }
     return best;
 }
 
-response json_response(const json& body, std::optional<std::uint64_t> index) {
+const route* router::find(std::string_view pattern, http::verb method) const {
+    for (const auto& r : routes_) {
+        if (r.path == pattern && r.method == method) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+std::string router::allow(std::string_view pattern) const {
+    std::string out = "OPTIONS";
+    for (const auto& r : routes_) {
+        if (r.path == pattern) {
+            out += ',';
+            out += std::string(http::to_string(r.method));
+        }
+    }
+    return out;
+}
+
+response json_response(json body, std::optional<std::uint64_t> index) {
     response r;
-    r.body = body.dump();
+    r.value = std::move(body);
+    r.content_type = "application/json";
     r.index = index;
     return r;
 }
@@ -52,21 +54,16 @@ response error_response(unsigned status, std::string text) {
     response r;
     r.status = status;
     r.body = std::move(text);
-    r.content_type = "text/plain; charset=utf-8";
     return r;
 }
 
 std::optional<json> parse_body(const request& req, response& err) {
-    if (req.body.empty()) {
-        err = error_response(400, "Request decode failed: EOF");
+    auto v = go_decode(req.body);
+    if (auto* e = std::get_if<std::string>(&v)) {
+        err = error_response(400, "Request decode failed: " + *e);
         return std::nullopt;
     }
-    auto j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) {
-        err = error_response(400, "Request decode failed: invalid character in JSON body");
-        return std::nullopt;
-    }
-    return j;
+    return std::get<json>(std::move(v));
 }
 
 std::optional<std::chrono::nanoseconds> parse_go_duration(std::string_view text) {
@@ -173,6 +170,89 @@ std::string format_go_duration(std::chrono::nanoseconds d) {
         out += "." + f;
     }
     out += "s";
+    return out;
+}
+
+std::optional<std::string> memdb_uuid_error(std::string_view id) {
+    if (id.size() != 36) {
+        return std::string("UUID must be 36 characters");
+    }
+    const auto hyphens = std::count(id.begin(), id.end(), '-');
+    if (hyphens > 4) {
+        return "UUID should have maximum of 4 \"-\"; got " + std::to_string(hyphens);
+    }
+    std::string hex;
+    for (char c : id) {
+        if (c != '-') {
+            hex += c;
+        }
+    }
+    if (hex.size() % 2 != 0) {
+        return std::string("Input (without hyphens) must be even length");
+    }
+    const auto is_hex = [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    };
+    for (char c : hex) {
+        if (!is_hex(c)) {
+            const auto b = static_cast<unsigned char>(c);
+            char buf[32];
+            if (b >= 0x20 && b < 0x7f) {
+                std::snprintf(buf, sizeof buf, "U+%04X '%c'", b, c);
+            } else if (b >= 0xa0 && b != 0xad) {
+                std::snprintf(buf, sizeof buf, "U+%04X '%c%c'", b,
+                              static_cast<char>(0xC0 | (b >> 6)),
+                              static_cast<char>(0x80 | (b & 0x3F)));
+            } else {
+                std::snprintf(buf, sizeof buf, "U+%04X", b);
+            }
+            return std::string("Invalid UUID: encoding/hex: invalid byte: ") + buf;
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<std::uint64_t> go_parse_uint(std::string_view text, std::string& error) {
+    std::uint64_t out = 0;
+    const auto quoted = "\"" + std::string(text) + "\"";
+    const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) {
+        error = "strconv.ParseUint: parsing " + quoted + ": invalid syntax";
+        return std::nullopt;
+    }
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc{} || p != text.data() + text.size()) {
+        error = "strconv.ParseUint: parsing " + quoted + ": value out of range";
+        return std::nullopt;
+    }
+    return out;
+}
+
+std::string go_encode_query(const std::multimap<std::string, std::string>& query) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    const auto escape = [](const std::string& s) {
+        std::string out;
+        for (unsigned char c : s) {
+            if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+                out += static_cast<char>(c);
+            } else if (c == ' ') {
+                out += '+';
+            } else {
+                out += '%';
+                out += hex[c >> 4];
+                out += hex[c & 15];
+            }
+        }
+        return out;
+    };
+    std::string out;
+    for (const auto& [k, v] : query) {  // a multimap: sorted by key, values in arrival order
+        if (!out.empty()) {
+            out += '&';
+        }
+        out += escape(k) + "=" + escape(v);
+    }
     return out;
 }
 

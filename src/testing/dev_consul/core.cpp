@@ -13,6 +13,9 @@ dev_agent::dev_agent(dev_cluster_core& c, dev_consul_options o) : core(c), opts(
     info.node_id = make_uuid();
     info.datacenter = opts.datacenter;
     info.address = opts.bind_address;
+    info.enable_script_checks = opts.enable_script_checks;
+    info.enable_local_script_checks = opts.enable_local_script_checks;
+    info.acl_enabled = !opts.acl_token.empty();
     if (!opts.tls_cert_file.empty() || !opts.tls_key_file.empty()) {
         tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
         tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
@@ -100,6 +103,8 @@ dev_cluster_core::~dev_cluster_core() {
         for (auto* w : waiters_) {
             w->timer->cancel();
         }
+        // Checks still probing or running a script would hold run() up to their timeouts.
+        io_.stop();
         return 0;
     });
     thread_.join();
@@ -155,9 +160,28 @@ void dev_cluster_core::register_agent_node(dev_agent& a) {
     c.name = "Serf Health Status";
     c.status = "passing";
     c.output = "Agent alive and reachable";
+    c.agent_output = c.output;
     c.type = "";
     c.critical_since.reset();
     c.modify_index = idx;
+    // A server registers itself as the "consul" service (with its serfHealth as only check).
+    auto& svc = s.services[a.info.node_name]["consul"];
+    if (svc.create_index == 0) {
+        svc.create_index = idx;
+    }
+    svc.node = a.info.node_name;
+    svc.id = "consul";
+    svc.name = "consul";
+    svc.port = 8300;
+    svc.meta_null = false;
+    svc.meta = {{"non_voter", "false"},     {"raft_version", "3"},
+                {"read_replica", "false"},  {"serf_protocol_current", "2"},
+                {"serf_protocol_max", "5"}, {"serf_protocol_min", "1"},
+                {"version", "1.10.11"}};
+    svc.modify_index = idx;
+    s.nodes_index = idx;
+    catalog_service_changed(s, "consul", idx);
+    catalog_check_changed(s, c, idx);
     refresh_members();
 }
 
@@ -204,6 +228,7 @@ std::size_t dev_cluster_core::parked_blocking_queries() const {
 }
 
 void dev_cluster_core::tick() {
+    kv_reap_tombstones(store_);
     checks_tick(store_);
     sessions_tick(store_);
     run_due_checks();

@@ -43,13 +43,27 @@ struct request {
 struct response {
     unsigned status = 200;
     std::string body;
-    std::string content_type = "application/json";
-    /// Sets X-Consul-Index (and KnownLeader / LastContact) when present.
+    /// Content-Type set by the handler. Empty: none, or for a non-empty body the one Go's server
+    /// sniffs for Consul's error texts (text/plain; charset=utf-8).
+    std::string content_type;
+    /// A JSON answer; the server encodes it as Go does (indented in -dev mode and with ?pretty).
+    std::optional<json> value;
+    /// Sets X-Consul-Index, X-Consul-Knownleader, X-Consul-Lastcontact and
+    /// X-Consul-Query-Backend when present.
     std::optional<std::uint64_t> index;
-    /// Sets KnownLeader / LastContact without an index (Consul's read-only transactions).
+    /// No query meta at all, even on a blocking endpoint (errors found before Consul's RPC).
+    bool no_index = false;
+    /// X-Consul-Knownleader: false on errors from inside Consul's RPC, before its query ran.
+    bool known_leader = true;
+    /// Sets Knownleader / Lastcontact without an index (Consul's read-only transactions).
     bool leader_meta = false;
+    /// Further headers the handler sets, in Go's canonical spelling (written sorted, as Go does).
+    std::vector<std::pair<std::string, std::string>> headers;
+    /// The handler set Content-Length itself (raw KV reads), so it sorts among the headers.
+    bool explicit_length = false;
+    /// Close the connection after answering (Go does when it did not read a large body).
+    bool close = false;
 };
-
 /// What a handler knows about the agent that received the request.
 struct agent_info {
     std::string node_name;
@@ -58,6 +72,9 @@ struct agent_info {
     std::string address;  // IP the agent listens on
     std::uint16_t port = 0;
     bool running = false;
+    bool enable_script_checks = false;
+    bool enable_local_script_checks = false;
+    bool acl_enabled = false;
 };
 
 struct route_context {
@@ -86,27 +103,33 @@ struct route {
     /// the agent, the clock or anything a write leaves the raft index unchanged by), so waiters
     /// of the same query at the same index can share one encoded answer.
     bool shared_answer = false;
+    /// Answers carry X-Consul-Effective-Consistency (Consul's health and catalog reads).
+    bool consistency_header = false;
 };
 
 class router {
   public:
-    void add(http::verb method, std::string path, handler fn, unsigned blocking_tables = 0,
-             bool shared_answer = false) {
+    route& add(http::verb method, std::string path, handler fn, unsigned blocking_tables = 0,
+               bool shared_answer = false) {
         routes_.push_back(
             route{method, std::move(path), std::move(fn), blocking_tables, shared_answer});
+        return routes_.back();
     }
-    /// Longest matching route for (method, path); `rest` gets what follows a prefix route.
-    /// `path_exists` is set when some route matches the path with another method (for 405).
-    const route* match(http::verb method, const std::string& path, std::string& rest,
-                       bool& path_exists) const;
+    /// The pattern Go's ServeMux picks for `path` (the longest: exact, or a prefix ending in
+    /// '/'), or empty when none does.
+    std::string pattern_for(std::string_view path) const;
+    /// The route of `pattern` for `method`, or null (then the pattern exists only for others).
+    const route* find(std::string_view pattern, http::verb method) const;
+    /// Consul's Allow header for `pattern`: OPTIONS, then the methods in registration order.
+    std::string allow(std::string_view pattern) const;
 
   private:
     std::vector<route> routes_;
 };
 
 // ---- Response helpers.
-response json_response(const json& body, std::optional<std::uint64_t> index = std::nullopt);
-/// Consul answers errors as text/plain with the reason as the body.
+response json_response(json body, std::optional<std::uint64_t> index = std::nullopt);
+/// Consul writes errors as the bare reason; Go's server sniffs text/plain; charset=utf-8.
 response error_response(unsigned status, std::string text);
 /// Parses a request body as JSON; on failure fills `err` with Consul's 400 answer.
 std::optional<json> parse_body(const request& req, response& err);

@@ -47,137 +47,101 @@ json session_json(const session_entry& e) {
                 {"ModifyIndex", e.modify_index}};
 }
 
-/// Go's JSON decoder matches field names case-insensitively; so do we.
-
-response decode_error(std::string_view what) {
-    return error_response(400, "Request decode failed: " + std::string(what));
-}
-
-response type_error(const json& v, std::string_view field_name, std::string_view go_type) {
-    return decode_error(std::string("json: cannot unmarshal ") + json_kind(v) +
-                        " into Go struct field Session." + std::string(field_name) + " of type " +
-                        std::string(go_type));
-}
-
-/// Reads an optional string field; false (with `err` set) on a wrong type.
-bool read_string(const json& body, std::string_view name, std::string& out, response& err) {
-    const json* v = go_field(body, name);
-    if (v == nullptr || v->is_null()) {
-        return true;
-    }
-    if (!v->is_string()) {
-        err = type_error(*v, name, "string");
-        return false;
-    }
-    out = v->get<std::string>();
-    return true;
-}
-
-/// Reads an optional list of strings; `present` tells whether the key was given at all.
-bool read_string_list(const json& body, std::string_view name, std::vector<std::string>& out,
-                      bool& present, response& err) {
-    const json* v = go_field(body, name);
-    present = v != nullptr;
-    if (v == nullptr || v->is_null()) {
-        return true;
-    }
-    if (!v->is_array()) {
-        err = type_error(*v, name, "[]string");
-        return false;
-    }
-    for (const auto& item : *v) {
-        if (!item.is_string()) {
-            err = type_error(item, name, "string");
-            return false;
-        }
-        out.push_back(item.get<std::string>());
-    }
-    return true;
-}
-
-bool read_lock_delay(const json& body, session_entry& e, response& err) {
-    const json* v = go_field(body, "LockDelay");
-    if (v == nullptr || v->is_null()) {
-        return true;
-    }
-    std::chrono::nanoseconds delay{0};
-    if (v->is_string()) {
-        auto text = v->get<std::string>();
-        auto parsed = parse_go_duration(text);
-        if (!parsed) {
-            err = decode_error("time: invalid duration \"" + text + "\"");
-            return false;
-        }
-        delay = *parsed;
-    } else if (v->is_number()) {
-        double ns = v->get<double>();
-        if (!(std::abs(ns) < 9.2e18)) {
-            err = type_error(*v, "LockDelay", "time.Duration");
-            return false;
-        }
-        delay = std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
-    } else {
-        err = type_error(*v, "LockDelay", "time.Duration");
-        return false;
-    }
-    if (delay.count() >= 0 && delay.count() < lock_delay_seconds_threshold) {
-        delay *= 1'000'000'000;
-    }
-    e.lock_delay = delay;
-    return true;
-}
-
-bool read_service_checks(const json& body, session_entry& e, response& err) {
-    const json* v = go_field(body, "ServiceChecks");
-    if (v == nullptr || v->is_null()) {
-        return true;
-    }
-    if (!v->is_array()) {
-        err = type_error(*v, "ServiceChecks", "[]structs.ServiceCheck");
-        return false;
-    }
-    for (const auto& item : *v) {
-        if (!item.is_object()) {
-            err = type_error(item, "ServiceChecks", "structs.ServiceCheck");
-            return false;
-        }
-        std::string id;
-        std::string ns;
-        if (!read_string(item, "ID", id, err) || !read_string(item, "Namespace", ns, err)) {
-            return false;
-        }
-        e.service_checks.emplace_back(std::move(id), std::move(ns));
-    }
-    return true;
-}
-
-/// Fills `e` from a session/create body. On failure sets Consul's 400 answer in `err`.
+/// Fills `e` from a session/create body as Consul 1.10's Session.UnmarshalJSON does (unknown
+/// fields ignored). On failure sets Consul's 400 answer in `err`.
 bool decode_create_body(const json& body, session_entry& e, response& err) {
+    const auto fail = [&err](const std::string& what) {
+        err = error_response(400, "Request decode failed: " + what);
+        return false;
+    };
     if (body.is_null()) {
         return true;
     }
     if (!body.is_object()) {
-        err = decode_error(std::string("json: cannot unmarshal ") + json_kind(body) +
-                           " into Go value of type structs.Session");
-        return false;
+        return fail(std::string("json: cannot unmarshal ") + json_kind(body) +
+                    " into Go value of type struct { LockDelay interface {}; *structs.Alias }");
     }
-    if (!read_string(body, "Name", e.name, err) || !read_string(body, "Node", e.node, err) ||
-        !read_string(body, "Behavior", e.behavior, err) || !read_string(body, "TTL", e.ttl, err) ||
-        !read_lock_delay(body, e, err)) {
-        return false;
+    go_decode_state st;
+    std::vector<std::pair<std::string, std::string>> service_checks;
+    const std::vector<go_field_spec> fields{
+        {"ID", go_kind::string, "string"},
+        {"Name", go_kind::string, "string"},
+        {"Node", go_kind::string, "string"},
+        {"Checks", go_kind::string_slice, "[]types.CheckID", "types.CheckID"},
+        {"NodeChecks", go_kind::string_slice, "[]string", "string"},
+        {"ServiceChecks", go_kind::object_slice, "[]structs.ServiceCheck", "structs.ServiceCheck",
+         [&service_checks](const json& v, go_decode_state& state) {
+             const auto sc = go_read_struct(
+                 v, {{"ID", go_kind::string, "string"}, {"Namespace", go_kind::string, "string"}},
+                 go_error_context{"ServiceCheck", "ServiceChecks", false}, false, state);
+             service_checks.emplace_back(sc[0] ? sc[0]->get<std::string>() : std::string{},
+                                         sc[1] ? sc[1]->get<std::string>() : std::string{});
+         }},
+        {"LockDelay", go_kind::any, ""},
+        {"Behavior", go_kind::string, "structs.SessionBehavior"},
+        {"TTL", go_kind::string, "string"},
+        {"CreateIndex", go_kind::uint64, "uint64"},
+        {"ModifyIndex", go_kind::uint64, "uint64"},
+    };
+    const auto v = go_read_struct(body, fields, go_error_context{"", "", false}, false, st);
+    if (auto e2 = st.error()) {
+        return fail(*e2);
+    }
+    if (v[1]) {
+        e.name = v[1]->get<std::string>();
+    }
+    if (v[2]) {
+        e.node = v[2]->get<std::string>();
+    }
+    if (v[7]) {
+        e.behavior = v[7]->get<std::string>();
+    }
+    if (v[8]) {
+        e.ttl = v[8]->get<std::string>();
+    }
+    if (const json* d = v[6]) {
+        std::chrono::nanoseconds delay{0};
+        if (d->is_string()) {
+            const auto text = d->get<std::string>();
+            auto parsed = parse_go_duration(text);
+            if (!parsed) {
+                std::string quoted;
+                append_go_string(quoted, text);
+                return fail("time: invalid duration " + quoted);
+            }
+            delay = *parsed;
+        } else if (d->is_number()) {
+            delay = std::chrono::nanoseconds(static_cast<std::int64_t>(d->get<double>()));
+        }
+        if (d->is_string() || d->is_number()) {
+            // Consul reads a LockDelay below 1000 (ns) as seconds: clients send 15 for "15s".
+            if (delay.count() != 0 && delay.count() < lock_delay_seconds_threshold) {
+                delay *= 1'000'000'000;
+            }
+            e.lock_delay = delay;
+        }
+    }
+    for (auto& sc : service_checks) {
+        e.service_checks.push_back(std::move(sc));
     }
     // Both lists default to [serfHealth]; then Consul's agent (fixupEmptySessionChecks) applies:
     // "Checks": [] empties NodeChecks too; a Checks still at its default is dropped in favour of
     // NodeChecks (so "NodeChecks": [...] alone is the exact list); otherwise an empty NodeChecks
     // drops Checks. ServiceChecks add to whatever remains.
-    std::vector<std::string> legacy_checks;
+    const bool legacy_present = go_field(body, "Checks") != nullptr;
+    const bool node_present = go_field(body, "NodeChecks") != nullptr;
+    std::vector<std::string> legacy_checks =
+        v[3] ? std::vector<std::string>{} : std::vector<std::string>{};
     std::vector<std::string> node_checks;
-    bool legacy_present = false;
-    bool node_present = false;
-    if (!read_string_list(body, "Checks", legacy_checks, legacy_present, err) ||
-        !read_string_list(body, "NodeChecks", node_checks, node_present, err) ||
-        !read_service_checks(body, e, err)) {
-        return false;
+    if (v[3]) {
+        for (const auto& x : *v[3]) {
+            legacy_checks.push_back(x.is_string() ? x.get<std::string>() : std::string{});
+        }
+    }
+    if (v[4]) {
+        for (const auto& x : *v[4]) {
+            node_checks.push_back(x.is_string() ? x.get<std::string>() : std::string{});
+        }
     }
     if (!legacy_present) {
         legacy_checks = {"serfHealth"};
@@ -229,8 +193,9 @@ std::optional<response> validate_session(const store& s, session_entry& e) {
         }
         e.ttl_duration = *ttl;
     }
+    // What the state store refuses reaches the client as "apply failed: ...".
     if (!s.nodes.count(e.node)) {
-        return error_response(500, "Missing node registration");
+        return error_response(500, "apply failed: Missing node registration");
     }
     std::vector<std::string> ids = e.node_checks;
     for (const auto& sc : e.service_checks) {
@@ -245,10 +210,10 @@ std::optional<response> validate_session(const store& s, session_entry& e) {
             }
         }
         if (check == nullptr) {
-            return error_response(500, "Missing check '" + id + "' registration");
+            return error_response(500, "apply failed: Missing check '" + id + "' registration");
         }
         if (check->status == "critical") {
-            return error_response(500, "Check '" + id + "' is in critical state");
+            return error_response(500, "apply failed: Check '" + id + "' is in critical state");
         }
     }
     return std::nullopt;
@@ -297,6 +262,9 @@ response session_destroy(route_context& c) {
     if (c.rest.empty()) {
         return error_response(400, "Missing session");
     }
+    if (auto bad = memdb_uuid_error(c.rest)) {
+        return error_response(500, "apply failed: failed session lookup: index error: " + *bad);
+    }
     // Destroying an absent session is not an error in Consul.
     destroy_session(c.s, c.rest);
     return json_response(true);
@@ -305,6 +273,9 @@ response session_destroy(route_context& c) {
 response session_renew(route_context& c) {
     if (c.rest.empty()) {
         return error_response(400, "Missing session");
+    }
+    if (auto bad = memdb_uuid_error(c.rest)) {
+        return error_response(500, "failed session lookup: index error: " + *bad);
     }
     auto it = c.s.sessions.find(c.rest);
     if (it == c.s.sessions.end()) {
@@ -316,7 +287,14 @@ response session_renew(route_context& c) {
 
 response session_info(route_context& c) {
     if (c.rest.empty()) {
-        return error_response(400, "Missing session");
+        response r = error_response(400, "Missing session");
+        r.no_index = true;
+        return r;
+    }
+    if (auto bad = memdb_uuid_error(c.rest)) {
+        response r = error_response(500, "failed session lookup: index error: " + *bad);
+        r.index = 1;  // the failed query's meta still goes out
+        return r;
     }
     json out = json::array();
     if (auto it = c.s.sessions.find(c.rest); it != c.s.sessions.end()) {
@@ -335,7 +313,9 @@ response session_list(route_context& c) {
 
 response session_node(route_context& c) {
     if (c.rest.empty()) {
-        return error_response(400, "Missing node name");
+        response r = error_response(400, "Missing node name");
+        r.no_index = true;
+        return r;
     }
     json out = json::array();
     for (const auto& [id, e] : c.s.sessions) {

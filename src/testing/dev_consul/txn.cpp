@@ -1,8 +1,11 @@
 // Transaction endpoint: https://developer.hashicorp.com/consul/api-docs/txn
 //
-// Only KV operations are supported; Node, Service and Check operations get 400. A transaction is
-// all-or-nothing: the operations run against a copy of the KV table, which replaces the real one
-// only when every operation succeeded, under one raft index.
+// All KV verbs; of the Node, Service and Check operations only "get" (dev_consul changes the
+// catalog through the agent endpoints only). A transaction is all-or-nothing: the operations
+// run against copies of the KV table and its tombstones, which replace the real ones only when
+// every operation succeeded, under one raft index. Read-only transactions answer as Consul's
+// read path does (its query meta in the body, leader headers).
+#include "catalog_json.hpp"
 #include "go_json.hpp"
 #include "router.hpp"
 
@@ -20,13 +23,18 @@ constexpr std::size_t max_txn_ops = 64;
 // Consul's txn_max_req_len default; the larger of it and kv_max_value_size applies.
 constexpr std::size_t default_txn_max_req_len = 512u * 1024u;
 
-struct kv_op {
+struct txn_op {
+    enum kind_t { kv_op, node_op, service_op, check_op } kind = kv_op;
     std::string verb;
+    // KV
     std::string key;
     std::string value;
     std::uint64_t flags = 0;
     std::uint64_t index = 0;
     std::string session;
+    // Node / Service / Check gets
+    std::string node;
+    std::string id;
 };
 
 struct op_error {
@@ -71,98 +79,101 @@ response parse_error(std::string_view what) {
     return error_response(400, "Failed to parse body: " + std::string(what));
 }
 
-bool is_write(const std::string& verb) {
-    return verb == "set" || verb == "delete" || verb == "delete-cas" || verb == "delete-tree" ||
-           verb == "cas" || verb == "lock" || verb == "unlock";
+/// Consul's isWrite: a KV verb it does not know counts as a read; a catalog operation other
+/// than "get" as a write.
+bool is_read(const txn_op& op) {
+    if (op.kind != txn_op::kv_op) {
+        return op.verb == "get";
+    }
+    return !(op.verb == "set" || op.verb == "delete" || op.verb == "delete-cas" ||
+             op.verb == "delete-tree" || op.verb == "cas" || op.verb == "lock" ||
+             op.verb == "unlock");
 }
 
-bool read_u64(const json& kv, std::string_view name, std::uint64_t& out, response& err) {
-    const json* v = go_field(kv, name);
-    if (v == nullptr || v->is_null()) {
-        return true;
-    }
-    if (v->is_number_unsigned()) {
-        out = v->get<std::uint64_t>();
-        return true;
-    }
-    if (v->is_number_float()) {
-        double d = v->get<double>();
-        if (d >= 0 && d < 1.8e19 && std::floor(d) == d) {
-            out = static_cast<std::uint64_t>(d);
-            return true;
+/// Where base64.StdEncoding stops on `text`, as encoding/json reports it.
+std::optional<std::size_t> base64_error_offset(std::string_view text) {
+    const auto in_alphabet = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '/';
+    };
+    std::size_t i = 0;
+    for (; i < text.size(); ++i) {
+        if (!in_alphabet(text[i])) {
+            break;
         }
     }
-    err = parse_error("json: cannot unmarshal value into Go struct field KVTxnOp.KV." +
-                      std::string(name) + " of type uint64");
-    return false;
-}
-
-bool read_string(const json& kv, std::string_view name, std::string& out, response& err) {
-    const json* v = go_field(kv, name);
-    if (v == nullptr || v->is_null()) {
-        return true;
-    }
-    if (!v->is_string()) {
-        err = parse_error("json: cannot unmarshal value into Go struct field KVTxnOp.KV." +
-                          std::string(name) + " of type string");
-        return false;
-    }
-    out = v->get<std::string>();
-    return true;
-}
-
-/// Decodes one KV operation; on failure sets the 400 answer.
-bool decode_kv_op(const json& kv, kv_op& op, response& err) {
-    if (!kv.is_object()) {
-        err = parse_error(
-            "json: cannot unmarshal value into Go struct field TxnOp.KV of type "
-            "api.KVTxnOp");
-        return false;
-    }
-    std::string value64;
-    if (!read_string(kv, "Verb", op.verb, err) || !read_string(kv, "Key", op.key, err) ||
-        !read_string(kv, "Session", op.session, err) || !read_u64(kv, "Flags", op.flags, err) ||
-        !read_u64(kv, "Index", op.index, err)) {
-        return false;
-    }
-    if (const json* v = go_field(kv, "Value"); v != nullptr && !v->is_null()) {
-        if (!v->is_string()) {
-            err = parse_error("unexpected value type: " + std::string(v->type_name()));
-            return false;
+    if (i == text.size()) {
+        if (text.size() % 4 != 0) {
+            return text.size() - text.size() % 4;
         }
-        auto decoded = lakemesh::detail::base64_decode(v->get<std::string>());
-        if (!decoded) {
-            err = parse_error("failed to decode value: illegal base64 data");
-            return false;
-        }
-        op.value = std::move(*decoded);
+        return std::nullopt;
     }
-    return true;
+    // Padding: only at the end, completing the last quantum.
+    if (text[i] == '=' && i % 4 >= 2) {
+        std::size_t pad = 0;
+        while (i + pad < text.size() && text[i + pad] == '=') {
+            ++pad;
+        }
+        if (i + pad == text.size() && (i + pad) % 4 == 0 && pad <= 2) {
+            return std::nullopt;
+        }
+        return i + pad < text.size() ? i + pad : i;
+    }
+    return i;
 }
 
-json entry_json(const kv_entry& e, bool with_value) {
+json kv_entry_json(const kv_entry& e, bool with_value) {
     json j{
         {"LockIndex", e.lock_index},
         {"Key", e.key},
         {"Flags", e.flags},
         {"Value", (with_value && !e.value.empty()) ? json(lakemesh::detail::base64_encode(e.value))
-                                                   : json(nullptr)},
-        {"CreateIndex", e.create_index},
-        {"ModifyIndex", e.modify_index}};
+                                                   : json(nullptr)}};
     if (!e.session.empty()) {
         j["Session"] = e.session;
+    }
+    j["CreateIndex"] = e.create_index;
+    j["ModifyIndex"] = e.modify_index;
+    return j;
+}
+
+/// The catalog's own form of a service and a check (the transaction API does not turn empty
+/// lists into [] as the HTTP endpoints do).
+json raw_service_json(const service_entry& svc) {
+    json j = node_service_json(svc);
+    if (svc.tags.empty()) {
+        j["Tags"] = nullptr;
     }
     return j;
 }
 
-/// Runs the transaction against `kv` (a copy of the store's table) at raft index `idx`.
-/// Returns the error of the first failing operation, or appends results.
+json raw_check_json(const check_entry& c) {
+    json j = check_json(c);
+    if (c.service_tags.empty()) {
+        j["ServiceTags"] = nullptr;
+    }
+    return j;
+}
+
+/// Runs the operations against `kv` / `graveyard` (copies of the store's) at raft index `idx`.
 class txn_runner {
   public:
-    txn_runner(const store& s, std::map<std::string, kv_entry>& kv, std::uint64_t idx)
-        : s_(s), kv_(kv), idx_(idx) {}
+    txn_runner(const store& s, std::map<std::string, kv_entry>& kv,
+               std::map<std::string, tombstone>& graveyard, std::uint64_t idx)
+        : s_(s), kv_(kv), graveyard_(graveyard), idx_(idx) {}
 
-    std::optional<std::string> run(const kv_op& op, json& results) {
+    bool changed = false;
+
+    std::optional<std::string> run(const txn_op& op, json& results) {
+        switch (op.kind) {
+            case txn_op::node_op:
+                return node_get(op, results);
+            case txn_op::service_op:
+                return service_get(op, results);
+            case txn_op::check_op:
+                return check_get(op, results);
+            case txn_op::kv_op:
+                break;
+        }
         const auto& v = op.verb;
         if (v == "set")
             return set(op, results);
@@ -186,7 +197,7 @@ class txn_runner {
             return std::nullopt;
         }
         if (v == "delete") {
-            kv_.erase(op.key);
+            erase(op.key);
             return std::nullopt;
         }
         if (v == "delete-tree") {
@@ -195,7 +206,13 @@ class txn_runner {
             while (last != kv_.end() && last->first.starts_with(op.key)) {
                 ++last;
             }
-            kv_.erase(first, last);
+            if (first != last) {
+                kv_.erase(first, last);
+                if (!op.key.empty()) {
+                    graveyard_[op.key] = tombstone{idx_, s_.now()};
+                }
+                changed = true;
+            }
             return std::nullopt;
         }
         if (v == "delete-cas") {
@@ -206,34 +223,57 @@ class txn_runner {
             if (it->second.modify_index != op.index) {
                 return "failed to delete key " + go_quote(op.key) + ", index is stale";
             }
-            kv_.erase(it);
+            erase(op.key);
             return std::nullopt;
         }
         return "unknown KV verb " + go_quote(v);
     }
 
   private:
-    /// Writes value and flags, keeping the lock holder and LockIndex (Consul's plain set).
-    kv_entry& write(const kv_op& op) {
-        auto it = kv_.find(op.key);
-        if (it == kv_.end()) {
-            it = kv_.emplace(op.key, kv_entry{}).first;
-            it->second.key = op.key;
-            it->second.create_index = idx_;
+    void erase(const std::string& key) {
+        if (kv_.erase(key) != 0) {
+            graveyard_[key] = tombstone{idx_, s_.now()};
+            changed = true;
         }
-        auto& e = it->second;
-        e.value = op.value;
-        e.flags = op.flags;
-        e.modify_index = idx_;
-        return e;
     }
 
-    std::optional<std::string> set(const kv_op& op, json& results) {
-        results.push_back({{"KV", entry_json(write(op), false)}});
+    /// kvsSetTxn: writes value and flags (and the lock fields given), keeping CreateIndex;
+    /// an unchanged entry keeps its ModifyIndex.
+    kv_entry& write(const txn_op& op, std::optional<std::string> session,
+                    std::optional<std::uint64_t> lock_index) {
+        auto it = kv_.find(op.key);
+        kv_entry next;
+        next.key = op.key;
+        next.value = op.value;
+        next.flags = op.flags;
+        if (it != kv_.end()) {
+            next.session = it->second.session;
+            next.lock_index = it->second.lock_index;
+            next.create_index = it->second.create_index;
+        } else {
+            next.create_index = idx_;
+        }
+        if (session) {
+            next.session = *session;
+        }
+        if (lock_index) {
+            next.lock_index = *lock_index;
+        }
+        if (it != kv_.end() && it->second.value == next.value && it->second.flags == next.flags &&
+            it->second.session == next.session && it->second.lock_index == next.lock_index) {
+            return it->second;
+        }
+        next.modify_index = idx_;
+        changed = true;
+        return kv_[op.key] = std::move(next);
+    }
+
+    std::optional<std::string> set(const txn_op& op, json& results) {
+        results.push_back({{"KV", kv_entry_json(write(op, std::nullopt, std::nullopt), false)}});
         return std::nullopt;
     }
 
-    std::optional<std::string> cas(const kv_op& op, json& results) {
+    std::optional<std::string> cas(const txn_op& op, json& results) {
         auto it = kv_.find(op.key);
         bool ok = op.index == 0 ? it == kv_.end()
                                 : (it != kv_.end() && it->second.modify_index == op.index);
@@ -243,9 +283,12 @@ class txn_runner {
         return set(op, results);
     }
 
-    std::optional<std::string> lock(const kv_op& op, json& results) {
+    std::optional<std::string> lock(const txn_op& op, json& results) {
         if (op.session.empty()) {
             return "missing session";
+        }
+        if (auto bad = memdb_uuid_error(op.session)) {
+            return "failed session lookup: index error: " + *bad;
         }
         if (!s_.sessions.count(op.session)) {
             return "invalid session " + go_quote(op.session);
@@ -254,17 +297,15 @@ class txn_runner {
         if (it != kv_.end() && !it->second.session.empty() && it->second.session != op.session) {
             return "failed to lock key " + go_quote(op.key) + ", lock is already held";
         }
-        bool newly_held = it == kv_.end() || it->second.session != op.session;
-        auto& e = write(op);
-        if (newly_held) {
-            ++e.lock_index;
-            e.session = op.session;
+        std::uint64_t lock_index = 1;
+        if (it != kv_.end()) {
+            lock_index = it->second.lock_index + (it->second.session == op.session ? 0 : 1);
         }
-        results.push_back({{"KV", entry_json(e, false)}});
+        results.push_back({{"KV", kv_entry_json(write(op, op.session, lock_index), false)}});
         return std::nullopt;
     }
 
-    std::optional<std::string> unlock(const kv_op& op, json& results) {
+    std::optional<std::string> unlock(const txn_op& op, json& results) {
         if (op.session.empty()) {
             return "missing session";
         }
@@ -273,30 +314,28 @@ class txn_runner {
             return "failed to unlock key " + go_quote(op.key) +
                    ", lock isn't held, or is held by another session";
         }
-        auto& e = write(op);
-        e.session.clear();
-        results.push_back({{"KV", entry_json(e, false)}});
+        results.push_back({{"KV", kv_entry_json(write(op, std::string{}, std::nullopt), false)}});
         return std::nullopt;
     }
 
-    std::optional<std::string> get(const kv_op& op, json& results) {
+    std::optional<std::string> get(const txn_op& op, json& results) {
         auto it = kv_.find(op.key);
         if (it == kv_.end()) {
             return "key " + go_quote(op.key) + " doesn't exist";
         }
-        results.push_back({{"KV", entry_json(it->second, true)}});
+        results.push_back({{"KV", kv_entry_json(it->second, true)}});
         return std::nullopt;
     }
 
-    std::optional<std::string> get_tree(const kv_op& op, json& results) {
+    std::optional<std::string> get_tree(const txn_op& op, json& results) {
         for (auto it = kv_.lower_bound(op.key); it != kv_.end() && it->first.starts_with(op.key);
              ++it) {
-            results.push_back({{"KV", entry_json(it->second, true)}});
+            results.push_back({{"KV", kv_entry_json(it->second, true)}});
         }
         return std::nullopt;
     }
 
-    std::optional<std::string> check_index(const kv_op& op, json& results) {
+    std::optional<std::string> check_index(const txn_op& op, json& results) {
         auto it = kv_.find(op.key);
         if (it == kv_.end()) {
             return "failed to check index, key " + go_quote(op.key) + " doesn't exist";
@@ -305,11 +344,11 @@ class txn_runner {
             return "failed index check for key " + go_quote(op.key) + ", current modify index " +
                    std::to_string(it->second.modify_index) + " != " + std::to_string(op.index);
         }
-        results.push_back({{"KV", entry_json(it->second, false)}});
+        results.push_back({{"KV", kv_entry_json(it->second, false)}});
         return std::nullopt;
     }
 
-    std::optional<std::string> check_session(const kv_op& op, json& results) {
+    std::optional<std::string> check_session(const txn_op& op, json& results) {
         auto it = kv_.find(op.key);
         if (it == kv_.end()) {
             return "failed to check session, key " + go_quote(op.key) + " doesn't exist";
@@ -318,30 +357,231 @@ class txn_runner {
             return "failed session check for key " + go_quote(op.key) + ", current session " +
                    go_quote(it->second.session) + " != " + go_quote(op.session);
         }
-        results.push_back({{"KV", entry_json(it->second, false)}});
+        results.push_back({{"KV", kv_entry_json(it->second, false)}});
         return std::nullopt;
+    }
+
+    std::optional<std::string> node_get(const txn_op& op, json& results) {
+        if (op.verb != "get") {
+            return "unknown Node verb " + go_quote(op.verb);
+        }
+        auto it = s_.nodes.find(op.node);
+        if (it == s_.nodes.end()) {
+            return "node " + go_quote(op.node) + " doesn't exist";
+        }
+        results.push_back({{"Node", node_json(it->second)}});
+        return std::nullopt;
+    }
+
+    std::optional<std::string> service_get(const txn_op& op, json& results) {
+        if (op.verb != "get") {
+            return "unknown Service verb " + go_quote(op.verb);
+        }
+        if (auto n = s_.services.find(op.node); n != s_.services.end()) {
+            if (auto it = n->second.find(op.id); it != n->second.end()) {
+                results.push_back({{"Service", raw_service_json(it->second)}});
+                return std::nullopt;
+            }
+        }
+        return "service " + go_quote(op.id) + " on node " + go_quote(op.node) + " doesn't exist";
+    }
+
+    std::optional<std::string> check_get(const txn_op& op, json& results) {
+        if (op.verb != "get") {
+            return "unknown Check verb " + go_quote(op.verb);
+        }
+        if (auto n = s_.checks.find(op.node); n != s_.checks.end()) {
+            if (auto it = n->second.find(op.id); it != n->second.end()) {
+                results.push_back({{"Check", raw_check_json(it->second)}});
+                return std::nullopt;
+            }
+        }
+        return "check " + go_quote(op.id) + " on node " + go_quote(op.node) + " doesn't exist";
     }
 
     const store& s_;
     std::map<std::string, kv_entry>& kv_;
+    std::map<std::string, tombstone>& graveyard_;
     std::uint64_t idx_;
 };
 
-response conflict(const std::vector<op_error>& errors) {
-    json list = json::array();
-    for (const auto& e : errors) {
-        list.push_back({{"OpIndex", e.op_index}, {"What", e.what}});
+/// Consul's read path puts its query meta in the body too.
+void add_read_meta(json& body) {
+    body["Index"] = 1;
+    body["LastContact"] = 0;
+    body["KnownLeader"] = true;
+    body["ConsistencyLevel"] = "";
+    body["NotModified"] = false;
+    body["Backend"] = 0;
+}
+
+response answer(json results, const std::vector<op_error>& errors, bool read) {
+    json body = json::object();
+    if (errors.empty()) {
+        body["Results"] = std::move(results);
+        body["Errors"] = nullptr;
+    } else {
+        json list = json::array();
+        for (const auto& e : errors) {
+            list.push_back({{"OpIndex", e.op_index}, {"What", e.what}});
+        }
+        body["Results"] = nullptr;
+        body["Errors"] = std::move(list);
     }
-    response r = json_response(json{{"Results", nullptr}, {"Errors", list}});
-    r.status = 409;
+    if (read) {
+        add_read_meta(body);
+    }
+    response r = json_response(std::move(body));
+    r.status = errors.empty() ? 200 : 409;
+    // Consul serves a read-only transaction like a read: leader headers, but no index.
+    r.leader_meta = read;
     return r;
 }
 
-/// Checks Consul makes before applying: keys present, no lock-delay in force.
-std::vector<op_error> pre_check(const store& s, const std::vector<kv_op>& ops) {
+/// Decodes the body as Consul's Txn endpoint does (api.TxnOps, unknown fields refused).
+std::optional<response> decode_ops(const json& body, std::vector<txn_op>& ops) {
+    if (!body.is_null() && !body.is_array()) {
+        return parse_error(std::string("json: cannot unmarshal ") + json_kind(body) +
+                           " into Go value of type api.TxnOps");
+    }
+    go_decode_state st;
+    if (body.is_null()) {
+        return std::nullopt;
+    }
+    for (const json& item : body) {
+        if (item.is_null()) {
+            continue;
+        }
+        if (!item.is_object()) {
+            if (!st.saved) {
+                st.saved = std::string("json: cannot unmarshal ") + json_kind(item) +
+                           " into Go value of type api.TxnOp";
+            }
+            continue;
+        }
+        std::optional<txn_op> op;
+        const auto kv_fields = [&op](const json& v, go_decode_state& state) {
+            const auto f = go_read_struct(v,
+                                          {{"Verb", go_kind::string, "api.KVOp"},
+                                           {"Key", go_kind::string, "string"},
+                                           {"Value", go_kind::bytes, "[]uint8"},
+                                           {"Flags", go_kind::uint64, "uint64"},
+                                           {"Index", go_kind::uint64, "uint64"},
+                                           {"Session", go_kind::string, "string"},
+                                           {"Namespace", go_kind::string, "string"}},
+                                          go_error_context{"KVTxnOp", "KV", false}, true, state);
+            txn_op o;
+            o.kind = txn_op::kv_op;
+            o.verb = f[0] ? f[0]->get<std::string>() : "";
+            o.key = f[1] ? f[1]->get<std::string>() : "";
+            if (f[2]) {
+                const auto text = f[2]->get<std::string>();
+                if (auto at = base64_error_offset(text)) {
+                    if (!state.saved) {
+                        state.saved = "illegal base64 data at input byte " + std::to_string(*at);
+                    }
+                } else if (auto decoded = lakemesh::detail::base64_decode(text)) {
+                    o.value = std::move(*decoded);
+                }
+            }
+            o.flags = f[3] ? f[3]->get<std::uint64_t>() : 0;
+            o.index = f[4] ? f[4]->get<std::uint64_t>() : 0;
+            o.session = f[5] ? f[5]->get<std::string>() : "";
+            op = std::move(o);
+        };
+        const auto catalog_get = [&op](txn_op::kind_t kind, const char* name) {
+            return [&op, kind, name](const json& v, go_decode_state& state) {
+                const std::string type = std::string("api.") + name + "TxnOp";
+                const std::string verb_type = std::string("api.") + name + "Op";
+                const auto f = go_read_struct(
+                    v,
+                    {{"Verb", go_kind::string, verb_type},
+                     {"Node", kind == txn_op::node_op ? go_kind::object : go_kind::any, "api.Node"},
+                     {"Service", go_kind::object, "api.AgentService"},
+                     {"Check", go_kind::object, "api.HealthCheck"}},
+                    go_error_context{type.substr(4), name, false}, false, state);
+                txn_op o;
+                o.kind = kind;
+                o.verb = f[0] && f[0]->is_string() ? f[0]->get<std::string>() : "";
+                const auto str = [](const json* obj, const char* key) {
+                    if (obj == nullptr || !obj->is_object()) {
+                        return std::string{};
+                    }
+                    const json* x = go_field(*obj, key);
+                    return x != nullptr && x->is_string() ? x->get<std::string>() : std::string{};
+                };
+                if (kind == txn_op::node_op) {
+                    o.node = str(f[1], "Node");
+                } else if (kind == txn_op::service_op) {
+                    o.node = f[1] && f[1]->is_string() ? f[1]->get<std::string>() : "";
+                    o.id = str(f[2], "ID");
+                } else {
+                    o.node = str(f[3], "Node");
+                    o.id = str(f[3], "CheckID");
+                }
+                op = std::move(o);
+            };
+        };
+        go_read_struct(
+            item,
+            {{"KV", go_kind::object, "api.KVTxnOp", "", kv_fields},
+             {"Node", go_kind::object, "api.NodeTxnOp", "", catalog_get(txn_op::node_op, "Node")},
+             {"Service", go_kind::object, "api.ServiceTxnOp", "",
+              catalog_get(txn_op::service_op, "Service")},
+             {"Check", go_kind::object, "api.CheckTxnOp", "",
+              catalog_get(txn_op::check_op, "Check")}},
+            go_error_context{"TxnOp", "", false}, true, st);
+        if (op) {
+            ops.push_back(std::move(*op));
+        }
+    }
+    if (auto e = st.error()) {
+        return parse_error(*e);
+    }
+    return std::nullopt;
+}
+
+response txn_put(route_context& c) {
+    auto& s = c.s;
+    const auto max_len = std::max(default_txn_max_req_len, c.kv_max_value_size);
+    if (c.req.body.size() > max_len) {
+        response r = error_response(
+            413, "Request body(" + std::to_string(c.req.body.size()) +
+                     " bytes) too large, max size: " + std::to_string(max_len) +
+                     " bytes. See https://www.consul.io/docs/agent/options.html#txn_max_req_len.");
+        r.close = true;
+        return r;
+    }
+    auto decoded = go_decode(c.req.body);
+    if (auto* err = std::get_if<std::string>(&decoded)) {
+        return parse_error(*err);
+    }
+    const json& body = std::get<json>(decoded);
+    std::vector<txn_op> ops;
+    if (auto bad = decode_ops(body, ops)) {
+        return *bad;
+    }
+    if (ops.size() > max_txn_ops) {
+        return error_response(413, "Transaction contains too many operations (" +
+                                       std::to_string(ops.size()) + " > " +
+                                       std::to_string(max_txn_ops) + ")");
+    }
+    for (const auto& op : ops) {
+        if (op.kind == txn_op::kv_op && op.value.size() > c.kv_max_value_size) {
+            return error_response(413, "Value for key " + go_quote(op.key) + " is too large (" +
+                                           std::to_string(op.value.size()) + " > " +
+                                           std::to_string(c.kv_max_value_size) + " bytes)");
+        }
+    }
+    const bool read = std::all_of(ops.begin(), ops.end(), is_read);
+
+    // The leader's checks before applying: a key given, no lock-delay in force.
     std::vector<op_error> errors;
     for (std::size_t i = 0; i < ops.size(); ++i) {
         const auto& op = ops[i];
+        if (op.kind != txn_op::kv_op) {
+            continue;
+        }
         if (op.key.empty() && op.verb != "delete-tree") {
             errors.push_back({i, "Must provide key"});
             continue;
@@ -354,85 +594,25 @@ std::vector<op_error> pre_check(const store& s, const std::vector<kv_op>& ops) {
             }
         }
     }
-    return errors;
-}
-
-response txn_put(route_context& c) {
-    auto& s = c.s;
-    const auto max_len = std::max(default_txn_max_req_len, c.kv_max_value_size);
-    if (c.req.body.size() > max_len) {
-        return error_response(
-            413, "Request body too large, max size: " + std::to_string(max_len) + " bytes");
+    if (!errors.empty()) {
+        return answer(nullptr, errors, read);
     }
-    if (c.req.body.empty()) {
-        return parse_error("EOF");
-    }
-    auto body = json::parse(c.req.body, nullptr, false);
-    if (body.is_discarded()) {
-        return parse_error("invalid character in JSON body");
-    }
-    if (!body.is_null() && !body.is_array()) {
-        return parse_error("json: cannot unmarshal " + std::string(body.type_name()) +
-                           " into Go value of type api.TxnOps");
-    }
-    const std::size_t count = body.is_array() ? body.size() : 0;
-    if (count > max_txn_ops) {
-        return error_response(413, "Transaction contains too many operations (" +
-                                       std::to_string(count) + " > " + std::to_string(max_txn_ops) +
-                                       ")");
-    }
-    std::vector<kv_op> ops;
-    bool writes = false;
-    for (std::size_t i = 0; i < count; ++i) {
-        const json& item = body[i];
-        if (!item.is_object()) {
-            return parse_error("json: cannot unmarshal " + std::string(item.type_name()) +
-                               " into Go value of type api.TxnOp");
-        }
-        if (go_field(item, "Node") || go_field(item, "Service") || go_field(item, "Check")) {
-            return error_response(400,
-                                  "dev_consul supports only KV operations in transactions (op " +
-                                      std::to_string(i) + ")");
-        }
-        const json* kv = go_field(item, "KV");
-        if (kv == nullptr || kv->is_null()) {
-            continue;  // Consul skips operations of no known kind
-        }
-        kv_op op;
-        response err;
-        if (!decode_kv_op(*kv, op, err)) {
-            return err;
-        }
-        if (op.value.size() > c.kv_max_value_size) {
-            return error_response(413, "Value for key " + go_quote(op.key) + " is too large (" +
-                                           std::to_string(op.value.size()) + " > " +
-                                           std::to_string(c.kv_max_value_size) + " bytes)");
-        }
-        writes = writes || is_write(op.verb);
-        ops.push_back(std::move(op));
-    }
-
-    if (auto errors = pre_check(s, ops); !errors.empty()) {
-        return conflict(errors);
-    }
-    auto working = s.kv;
+    auto kv = s.kv;
+    auto graveyard = s.tombstones;
     const std::uint64_t idx = s.index + 1;  // what s.write() will assign on commit
-    txn_runner runner(s, working, idx);
+    txn_runner runner(s, kv, graveyard, idx);
     json results = json::array();
     for (std::size_t i = 0; i < ops.size(); ++i) {
         if (auto what = runner.run(ops[i], results)) {
-            return conflict({op_error{i, std::move(*what)}});
+            return answer(nullptr, {op_error{i, std::move(*what)}}, read);
         }
     }
-    if (writes) {
+    if (!read && runner.changed) {
         s.write(table_kv);
-        s.kv = std::move(working);
+        s.kv = std::move(kv);
+        s.tombstones = std::move(graveyard);
     }
-    response ok = json_response(
-        json{{"Results", results.empty() ? json(nullptr) : results}, {"Errors", nullptr}});
-    // Consul serves a read-only transaction like a read: leader headers, but no index.
-    ok.leader_meta = !writes;
-    return ok;
+    return answer(std::move(results), {}, read);
 }
 
 }  // namespace

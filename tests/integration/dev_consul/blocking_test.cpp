@@ -1,6 +1,6 @@
 // Blocking queries (?index, ?wait): held while unchanged, answered on a change of that endpoint's
 // data only, with indexes that only grow.
-#include "consul_target.hpp"
+#include "dev_hook.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -112,6 +112,50 @@ TEST_F(blocking, recurse_query_wakes_on_a_new_key_under_the_prefix) {
     EXPECT_EQ(pending.get().json_body().size(), 2u);
 }
 
+// A listing answers with the highest index under its prefix, so only changes under the prefix
+// (a delete too, through its tombstone) wake it.
+TEST_F(blocking, recurse_query_ignores_writes_outside_its_prefix_and_wakes_on_a_delete) {
+    ASSERT_EQ(c.put("/v1/kv/" + p + "/dir/a", "1").status, 200u);
+    ASSERT_EQ(c.put("/v1/kv/" + p + "/dir/b", "2").status, 200u);
+    auto first = c.get("/v1/kv/" + p + "/dir/?recurse");
+    auto pending = std::async(std::launch::async, [&] {
+        auto other = target.client();
+        return other.get("/v1/kv/" + p + "/dir/?recurse&index=" + std::to_string(first.index()) +
+                         "&wait=10s");
+    });
+    await_parked(1);
+    auto writer = target.client();
+    ASSERT_EQ(writer.put("/v1/kv/" + p + "/elsewhere", "x").status, 200u);
+    ASSERT_EQ(writer.put("/v1/kv/" + p + "/dirt", "x").status, 200u);  // shares the text prefix
+    EXPECT_EQ(pending.wait_for(300ms), std::future_status::timeout);
+    ASSERT_EQ(writer.del("/v1/kv/" + p + "/dir/b").status, 200u);
+    ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+    auto r = pending.get();
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.json_body().size(), 1u);
+    EXPECT_GT(r.index(), first.index());
+    c.del("/v1/kv/" + p + "?recurse");
+}
+
+// Consul answers a blocking query once the index passes the one given; a change that leaves
+// the index where it was (the same value written again) does not end the wait.
+TEST_F(blocking, rewriting_the_same_value_does_not_wake_the_query) {
+    ASSERT_EQ(c.put("/v1/kv/" + p + "/same", "1").status, 200u);
+    auto first = c.get("/v1/kv/" + p + "/same");
+    auto pending = std::async(std::launch::async, [&] {
+        auto other = target.client();
+        return other.get("/v1/kv/" + p + "/same?index=" + std::to_string(first.index()) +
+                         "&wait=10s");
+    });
+    await_parked(1);
+    ASSERT_EQ(target.client().put("/v1/kv/" + p + "/same", "1").status, 200u);
+    EXPECT_EQ(pending.wait_for(300ms), std::future_status::timeout);
+    ASSERT_EQ(target.client().put("/v1/kv/" + p + "/same", "2").status, 200u);
+    ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+    EXPECT_GT(pending.get().index(), first.index());
+    c.del("/v1/kv/" + p + "?recurse");
+}
+
 TEST_F(blocking, indexes_only_grow_and_stale_consistent_are_accepted) {
     std::uint64_t last = 0;
     for (int i = 0; i < 20; ++i) {
@@ -126,8 +170,13 @@ TEST_F(blocking, indexes_only_grow_and_stale_consistent_are_accepted) {
 }
 
 TEST_F(blocking, invalid_index_or_wait_is_400) {
-    EXPECT_EQ(c.get("/v1/kv/" + p + "?index=abc").status, 400u);
-    EXPECT_EQ(c.get("/v1/kv/" + p + "?index=1&wait=forever").status, 400u);
+    auto index = c.get("/v1/kv/" + p + "?index=abc");
+    EXPECT_EQ(index.status, 400u);
+    EXPECT_EQ(index.body, "Invalid index");
+    auto wait = c.get("/v1/kv/" + p + "?index=1&wait=forever");
+    EXPECT_EQ(wait.status, 400u);
+    EXPECT_EQ(wait.body, "Invalid wait time");
+    EXPECT_EQ(c.get("/v1/kv/" + p + "?index=1&wait=10").status, 400u);  // a unit is required
 }
 
 TEST_F(blocking, index_zero_does_not_block) {
@@ -139,7 +188,7 @@ TEST_F(blocking, index_zero_does_not_block) {
 
 // 1,000 blocking queries on one dev agent, each on its own connection, all answered by one write.
 TEST_F(blocking, thousand_concurrent_blocking_queries_are_held_and_all_answered) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "blocking_queries()");
     constexpr std::size_t n = 1000;
     rlimit lim{};
     ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);

@@ -1,5 +1,5 @@
 // Catalog endpoints of dev_consul (and of a real agent when CONSUL_HTTP_ADDR is set).
-#include "consul_target.hpp"
+#include "dev_hook.hpp"
 
 #include <algorithm>
 #include <future>
@@ -38,6 +38,11 @@ TEST_F(catalog, services_maps_names_to_the_union_of_tags) {
     auto tags = j[name].get<std::vector<std::string>>();
     std::sort(tags.begin(), tags.end());
     EXPECT_EQ(tags, (std::vector<std::string>{"a", "b", "c"}));
+    // A server agent registers itself as the "consul" service.
+    EXPECT_EQ(j["consul"], json::array());
+    EXPECT_EQ(r.header("x-consul-effective-consistency"), "leader");
+    // Consul 1.10 does not filter this endpoint.
+    EXPECT_EQ(c.get("/v1/catalog/services?filter=Bogus%20%3D%3D%201").status, 200u);
 }
 
 TEST_F(catalog, service_lists_instances_with_node_and_service_fields) {
@@ -68,6 +73,17 @@ TEST_F(catalog, service_lists_instances_with_node_and_service_fields) {
     EXPECT_EQ(first["ServiceWeights"], json({{"Passing", 1}, {"Warning", 1}}));
     EXPECT_EQ(first["ServiceEnableTagOverride"], false);
     EXPECT_GT(first["CreateIndex"].get<std::uint64_t>(), 0u);
+    // structs.ServiceNode of Consul 1.10.11.
+    EXPECT_EQ(first["ServiceKind"], "");
+    EXPECT_EQ(first["ServiceSocketPath"], "");
+    EXPECT_EQ(first["ServiceProxy"],
+              json({{"Mode", ""}, {"MeshGateway", json::object()}, {"Expose", json::object()}}));
+    EXPECT_EQ(first["ServiceConnect"], json::object());
+    EXPECT_EQ(first["ServiceTaggedAddresses"]["lan_ipv4"],
+              json({{"Address", "10.1.1.1"}, {"Port", 9000}}));
+    auto second = j[0]["ServiceID"] == name + "-1" ? j[1] : j[0];
+    EXPECT_FALSE(second.contains("ServiceTaggedAddresses"));
+    EXPECT_EQ(second["ServiceMeta"], json::object());
 
     EXPECT_EQ(c.get("/v1/catalog/service/" + name + "?tag=primary").json_body().size(), 1u);
     EXPECT_EQ(c.get("/v1/catalog/service/" + name + "?tag=v1").json_body().size(), 2u);
@@ -100,6 +116,12 @@ TEST_F(catalog, nodes_and_node_describe_this_agent) {
     ASSERT_EQ(node.status, 200u);
     auto j = node.json_body();
     EXPECT_EQ(j["Node"]["Node"], target.node_name());
+    EXPECT_EQ(j["Node"]["Meta"]["consul-network-segment"], "");
+    for (auto t : {"lan", "lan_ipv4", "wan", "wan_ipv4"}) {
+        EXPECT_TRUE(j["Node"]["TaggedAddresses"].contains(t)) << t;
+    }
+    ASSERT_TRUE(j["Services"].contains("consul"));
+    EXPECT_EQ(j["Services"]["consul"]["Meta"]["version"], "1.10.11");
     ASSERT_TRUE(j["Services"].contains(name));
     EXPECT_EQ(j["Services"][name]["Port"], 1234);
     EXPECT_EQ(j["Services"][name]["Service"], name);
@@ -107,6 +129,7 @@ TEST_F(catalog, nodes_and_node_describe_this_agent) {
     auto unknown = c.get("/v1/catalog/node/" + name + "-no-such-node");
     EXPECT_EQ(unknown.status, 200u);
     EXPECT_TRUE(unknown.json_body().is_null());
+    EXPECT_EQ(unknown.index(), 1u);
 }
 
 TEST_F(catalog, datacenters_lists_the_agents_datacenter) {
@@ -132,14 +155,37 @@ TEST_F(catalog, services_blocking_query_wakes_on_registration) {
     EXPECT_TRUE(r.json_body().contains(name));
 }
 
-TEST_F(catalog, invalid_filter_is_400) {
+// Consul 1.10 makes the filter inside its RPC: a bad one is a 500 that carries the meta of a
+// query that never ran.
+TEST_F(catalog, invalid_filter_is_500_with_the_meta_of_no_query) {
     auto r = c.get("/v1/catalog/service/" + name + "?filter=ServicePort%20%3D%3D");
-    EXPECT_EQ(r.status, 400u);
-    EXPECT_NE(r.body.find("Failed to create boolean expression evaluator"), std::string::npos);
+    EXPECT_EQ(r.status, 500u);
+    EXPECT_TRUE(
+        r.body.starts_with("Failed to create boolean expression evaluator: 1:15 (14): "
+                           "no match found, expected: "))
+        << r.body;
+    EXPECT_EQ(r.index(), 1u);
+    EXPECT_EQ(r.header("x-consul-knownleader"), "false");
+    auto selector = c.get("/v1/catalog/nodes?filter=Bogus%20%3D%3D%201");
+    EXPECT_EQ(selector.status, 500u);
+    EXPECT_EQ(selector.body,
+              "Failed to create boolean expression evaluator: Selector \"Bogus\" is not valid");
+}
+
+// A service's reads answer with that service's index: registering another service leaves it.
+TEST_F(catalog, service_reads_carry_the_services_own_index) {
+    register_service(json{{"Name", name}, {"ID", name + "-1"}});
+    const auto mine = c.get("/v1/catalog/service/" + name).index();
+    EXPECT_EQ(c.get("/v1/health/service/" + name).index(), mine);
+    register_service(json{{"Name", name + "-other"}});
+    EXPECT_EQ(c.get("/v1/catalog/service/" + name).index(), mine);
+    EXPECT_GT(c.get("/v1/catalog/services").index(), mine);
+    register_service(json{{"Name", name}, {"ID", name + "-2"}});
+    EXPECT_GT(c.get("/v1/catalog/service/" + name).index(), mine);
 }
 
 TEST_F(catalog, a_joined_agent_shares_the_catalog_and_membership) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "second agent sharing its catalog, and stop()");
     testing::dev_consul_options opts;
     opts.node_name = name + "-node2";
     testing::dev_consul second(*target.dev(), opts);

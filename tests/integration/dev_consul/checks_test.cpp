@@ -1,5 +1,5 @@
-// HTTP and TCP checks that the agent runs itself, against tiny loopback servers.
-#include "consul_target.hpp"
+// HTTP, TCP and script checks that the agent runs itself, against tiny loopback servers.
+#include "dev_hook.hpp"
 #include "recording_http_server.hpp"
 #include "test_certs.hpp"
 
@@ -95,7 +95,8 @@ TEST_F(checks, http_check_sends_method_headers_and_body) {
 }
 
 TEST_F(checks, http_check_to_a_closed_port_is_critical) {
-    const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/";
+    const std::string port = std::to_string(closed_port());
+    const std::string url = "http://127.0.0.1:" + port + "/";
     ASSERT_EQ(c.put("/v1/agent/service/register",
                     json{{"Name", name},
                          {"Check", {{"HTTP", url}, {"Interval", "1s"}, {"Status", "passing"}}}}
@@ -103,7 +104,9 @@ TEST_F(checks, http_check_to_a_closed_port_is_critical) {
                   .status,
               200u);
     ASSERT_TRUE(status_becomes("service:" + name, "critical"));
-    EXPECT_FALSE(check("service:" + name)["Output"].get<std::string>().empty());
+    // Go's error: the request, the dial and the errno text.
+    EXPECT_EQ(check("service:" + name)["Output"],
+              "Get \"" + url + "\": dial tcp 127.0.0.1:" + port + ": connect: connection refused");
 }
 
 TEST_F(checks, tcp_check_passes_on_a_listening_port_and_fails_on_a_closed_one) {
@@ -125,6 +128,13 @@ TEST_F(checks, tcp_check_passes_on_a_listening_port_and_fails_on_a_closed_one) {
     ASSERT_TRUE(status_becomes(name + "-open", "passing"));
     EXPECT_EQ(check(name + "-open")["Output"], "TCP connect " + open + ": Success");
     ASSERT_TRUE(status_becomes(name + "-closed", "critical"));
+    EXPECT_TRUE(eventually([&] {
+        return check(name + "-closed")["Output"] ==
+               "dial tcp " + closed + ": connect: connection refused";
+    })) << check(name + "-closed").dump();
+    // A check of a service definition shows no Interval/Timeout in Consul 1.10.
+    EXPECT_EQ(check(name + "-open")["Interval"], "");
+    EXPECT_EQ(check(name + "-open")["Type"], "tcp");
 }
 
 TEST_F(checks, https_check_honours_tls_skip_verify) {
@@ -170,6 +180,101 @@ TEST_F(checks, deregistering_a_running_check_stops_it) {
         EXPECT_EQ(server.hits.load(), hits);
     }
     EXPECT_TRUE(check("service:" + name).is_null());
+}
+
+testing::dev_consul_options with_script_checks() {
+    testing::dev_consul_options o;
+    o.enable_script_checks = true;
+    return o;
+}
+
+// Script checks run as Consul's CheckMonitor runs them: exit 0 passing, 1 warning, anything
+// else critical, stdout and stderr captured, killed after the timeout. The real agent must run
+// with -hcl 'enable_script_checks = true', as lakemesh-dev-consul can too.
+class script_checks : public ::testing::Test {
+  protected:
+    void TearDown() override {
+        for (const auto& id : ids) {
+            c.put("/v1/agent/check/deregister/" + id);
+        }
+    }
+    http_reply add(const std::string& id, const json& args, const std::string& timeout = "") {
+        ids.push_back(id);
+        json def{{"Name", id}, {"ID", id}, {"Args", args}, {"Interval", "1s"}};
+        if (!timeout.empty()) {
+            def["Timeout"] = timeout;
+        }
+        return c.put("/v1/agent/check/register", def.dump());
+    }
+    json check(const std::string& id) {
+        auto all = c.get("/v1/agent/checks").json_body();
+        return all.contains(id) ? all[id] : json();
+    }
+    bool becomes(const std::string& id, const std::string& status) {
+        return eventually([&] {
+            auto chk = check(id);
+            return chk.is_object() && chk["Status"] == status;
+        });
+    }
+
+    consul_target target{with_script_checks()};
+    raw_http c = target.client();
+    std::string name = unique_name("script");
+    std::vector<std::string> ids;
+};
+
+TEST_F(script_checks, exit_codes_decide_the_status_and_output_is_captured) {
+    ASSERT_EQ(add(name + "-ok", {"sh", "-c", "echo out; echo err >&2; exit 0"}).status, 200u);
+    ASSERT_EQ(add(name + "-warn", {"sh", "-c", "echo careful; exit 1"}).status, 200u);
+    ASSERT_EQ(add(name + "-bad", {"sh", "-c", "exit 2"}).status, 200u);
+    ASSERT_TRUE(becomes(name + "-ok", "passing")) << check(name + "-ok").dump();
+    EXPECT_EQ(check(name + "-ok")["Output"], "out\nerr\n");
+    EXPECT_EQ(check(name + "-ok")["Type"], "script");
+    EXPECT_EQ(check(name + "-ok")["Interval"], "1s");
+    ASSERT_TRUE(becomes(name + "-warn", "warning")) << check(name + "-warn").dump();
+    EXPECT_EQ(check(name + "-warn")["Output"], "careful\n");
+    // Critical from the start, the check's output reaches the agent's copy at once.
+    EXPECT_TRUE(eventually([&] { return check(name + "-bad")["Output"] == ""; }));
+    EXPECT_EQ(check(name + "-bad")["Status"], "critical");
+}
+
+TEST_F(script_checks, a_script_over_its_timeout_is_killed_and_critical) {
+    ASSERT_EQ(add(name + "-slow", {"sh", "-c", "echo started; sleep 30"}, "300ms").status, 200u);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return check(name + "-slow")["Output"].get<std::string>().starts_with(
+                "Timed out (300ms) running check");
+        },
+        std::chrono::seconds(10)))
+        << check(name + "-slow").dump();
+    EXPECT_EQ(check(name + "-slow")["Status"], "critical");
+    EXPECT_EQ(check(name + "-slow")["Output"], "Timed out (300ms) running check\n\nstarted\n");
+}
+
+TEST_F(script_checks, a_program_that_is_not_there_is_critical) {
+    ASSERT_EQ(add(name + "-none", {"lakemesh-no-such-program"}).status, 200u);
+    EXPECT_TRUE(eventually([&] {
+        return check(name + "-none")["Output"] ==
+               "exec: \"lakemesh-no-such-program\": executable file not found in $PATH";
+    })) << check(name + "-none").dump();
+}
+
+TEST(script_checks_off, are_refused_unless_enabled) {
+    consul_target target;
+    LAKEMESH_NEEDS_DEV_HOOK(target, "options (the real agent runs with enable_script_checks)");
+    auto c = target.client();
+    const auto id = unique_name("script");
+    auto r = c.put("/v1/agent/check/register",
+                   json{{"Name", id}, {"Args", {"true"}}, {"Interval", "1s"}}.dump());
+    EXPECT_EQ(r.status, 500u);
+    EXPECT_EQ(r.body,
+              "Scripts are disabled on this agent from remote calls; to enable, configure "
+              "'enable_script_checks' to true");
+    auto svc =
+        c.put("/v1/agent/service/register",
+              json{{"Name", id}, {"Check", {{"Args", {"true"}}, {"Interval", "1s"}}}}.dump());
+    EXPECT_EQ(svc.status, 500u);
+    EXPECT_FALSE(c.get("/v1/agent/services").json_body().contains(id));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Health endpoints of dev_consul (and of a real agent when CONSUL_HTTP_ADDR is set).
-#include "consul_target.hpp"
+#include "dev_hook.hpp"
 
 #include <future>
 
@@ -84,14 +84,63 @@ TEST_F(health, service_entries_carry_node_service_and_checks) {
     EXPECT_EQ(e["Service"]["Tags"], json({"v1"}));
     EXPECT_EQ(e["Service"]["Meta"]["zone"], "a");
     EXPECT_EQ(e["Service"]["Weights"], json({{"Passing", 1}, {"Warning", 1}}));
+    // structs.NodeService of Consul 1.10.11, as health/service answers it.
+    for (auto f : {"ID", "Service", "Tags", "Address", "Meta", "Weights", "EnableTagOverride",
+                   "Proxy", "Connect", "CreateIndex", "ModifyIndex"}) {
+        EXPECT_TRUE(e["Service"].contains(f)) << f;
+    }
+    EXPECT_EQ(e["Service"]["Proxy"],
+              json({{"Mode", ""}, {"MeshGateway", json::object()}, {"Expose", json::object()}}));
+    EXPECT_EQ(e["Service"]["Connect"], json::object());
+    EXPECT_FALSE(e["Service"].contains("Port"));  // 0 is left out
+    EXPECT_FALSE(e["Service"].contains("Kind"));
+    EXPECT_FALSE(e["Service"].contains("TaggedAddresses"));  // no Address, none added
     std::set<std::string> check_ids;
     for (const auto& chk : e["Checks"]) {
         check_ids.insert(chk["CheckID"].get<std::string>());
+        for (auto f : {"Node", "CheckID", "Name", "Status", "Notes", "Output", "ServiceID",
+                       "ServiceName", "ServiceTags", "Type", "Interval", "Timeout", "ExposedPort",
+                       "Definition", "CreateIndex", "ModifyIndex"}) {
+            EXPECT_TRUE(chk.contains(f)) << f;
+        }
+        EXPECT_EQ(chk["Definition"], json::object());
     }
     EXPECT_TRUE(check_ids.count("serfHealth"));
     EXPECT_TRUE(check_ids.count(name + "-1-ttl"));
-    EXPECT_EQ(e["Checks"][0]["CheckID"], "serfHealth");  // node checks first
+    // The node's own checks first, then the instance's (each by check ID).
+    bool seen_service_check = false;
+    for (const auto& chk : e["Checks"]) {
+        const bool node_level = chk["ServiceID"] == "";
+        EXPECT_FALSE(node_level && seen_service_check) << e["Checks"].dump();
+        seen_service_check = seen_service_check || !node_level;
+    }
+    EXPECT_EQ(r.header("x-consul-effective-consistency"), "leader");
+    EXPECT_EQ(
+        c.get("/v1/health/service/" + name + "?stale").header("x-consul-effective-consistency"),
+        "stale");
+    EXPECT_EQ(c.get("/v1/health/service/" + name + "?consistent")
+                  .header("x-consul-effective-consistency"),
+              "consistent");
+    auto both = c.get("/v1/health/service/" + name + "?stale&consistent");
+    EXPECT_EQ(both.status, 400u);
+    EXPECT_EQ(both.body, "Cannot specify ?stale with ?consistent, conflicting semantics.");
     EXPECT_EQ(c.get("/v1/health/service/" + name + "-none").json_body(), json::array());
+}
+
+TEST_F(health, service_meta_is_null_without_meta_and_tagged_addresses_follow_the_address) {
+    registered.push_back(name + "-x");
+    ASSERT_EQ(
+        c.put("/v1/agent/service/register",
+              json{{"Name", name}, {"ID", name + "-x"}, {"Address", "192.0.2.7"}, {"Port", 9000}}
+                  .dump())
+            .status,
+        200u);
+    auto svc = c.get("/v1/health/service/" + name).json_body()[0]["Service"];
+    EXPECT_TRUE(svc["Meta"].is_null());
+    EXPECT_EQ(svc["Tags"], json::array());
+    EXPECT_EQ(svc["Port"], 9000);
+    EXPECT_EQ(svc["TaggedAddresses"]["lan_ipv4"], json({{"Address", "192.0.2.7"}, {"Port", 9000}}));
+    EXPECT_EQ(svc["TaggedAddresses"]["wan_ipv4"], json({{"Address", "192.0.2.7"}, {"Port", 9000}}));
 }
 
 TEST_F(health, passing_drops_warning_and_critical_instances) {
@@ -134,63 +183,86 @@ TEST_F(health, filter_supports_meta_tags_and_boolean_combinations) {
     EXPECT_EQ(filtered("Service.Meta.zone == \"x\" and (Service.Meta.ver == \"2\" or "
                        "\"v1\" in Service.Tags)"),
               (set{a, b}));
-    EXPECT_EQ(filtered("Service.Meta.zone is empty"), set{cc});
+    // A missing key matches only the negative operators.
+    EXPECT_EQ(filtered("\"zone\" not in Service.Meta"), set{cc});
+    EXPECT_EQ(filtered("Service.Meta.zone != \"x\""), set{cc});
+    EXPECT_EQ(filtered("Service.ID contains \"" + name + "-b\""), set{b});
+    EXPECT_EQ(filtered("Service.Tags is empty"), set{});
+    EXPECT_EQ(filtered("Checks.Status == \"passing\"").size(), 3u);
     EXPECT_EQ(filtered("Node.Node == \"" + target.node_name() + "\"").size(), 3u);
+}
 
-    const std::vector<std::string> bad_filters{"Service.Meta.ver ==", "(\"blue\" in Service.Tags",
-                                               "Service.Tags wibble", "== \"x\"", "\"unterminated"};
-    for (const auto& bad : bad_filters) {
-        auto r = c.get("/v1/health/service/" + name + "?filter=" + url_encode(bad));
-        EXPECT_EQ(r.status, 400u) << bad;
-        EXPECT_NE(r.body.find("Failed to create boolean expression evaluator"), std::string::npos)
-            << r.body;
+// Consul 1.10 answers a filter go-bexpr refuses with 500 and go-bexpr's own text.
+TEST_F(health, filter_errors_are_500_with_go_bexprs_text) {
+    add_instance(name, name + "-a", json::array(), json::object(), "passing");
+    const std::string prefix = "Failed to create boolean expression evaluator: ";
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"Service.Meta.ver ==",
+         "1:20 (19): no match found, expected: \"-\", \"0\", \"\\\"\", \"`\", [ \\t\\r\\n], [1-9] "
+         "or [a-zA-Z]"},
+        {"(\"blue\" in Service.Tags", "1:24 (23): rule \"grouping\": Unmatched parentheses"},
+        {"Service.Tags wibble",
+         "1:14 (13): no match found, expected: \"!=\", \"==\", \"contains\", \"in\", \"is\", "
+         "\"matches\", \"not\" or [ \\t\\r\\n]"},
+        {"\"unterminated", "1:14 (13): rule \"string\": Unterminated string literal"},
+        {"Service.ID == 1x", "1:16 (15): rule \"number\": Invalid number literal"},
+        {"Service.Nope == 1", "Selector \"Service.Nope\" is not valid"},
+        {"Service.CreateIndex == 1", "Selector \"Service.CreateIndex\" is not valid"},
+        {"Service.Tags == \"a\"", "Invalid match operator \"Equal\" for selector \"Service.Tags\""},
+        // This version's go-bexpr has no emptiness test for strings.
+        {"Service.Meta.zone is empty",
+         "Invalid match operator \"Is Empty\" for selector \"Service.Meta.zone\""},
+        {"Service.Meta.zone is not empty",
+         "Invalid match operator \"Is Not Empty\" for selector \"Service.Meta.zone\""},
+        {"Service.Port == \"abc\"",
+         "Failed to coerce value \"abc\" for selector \"Service.Port\": strconv.ParseInt: "
+         "parsing \"abc\": invalid syntax"},
+    };
+    for (const auto& [filter, text] : cases) {
+        auto r = c.get("/v1/health/service/" + name + "?filter=" + url_encode(filter));
+        EXPECT_EQ(r.status, 500u) << filter;
+        EXPECT_EQ(r.body, prefix + text) << filter;
+        EXPECT_FALSE(r.header("x-consul-index").has_value()) << filter;
     }
 }
 
+TEST_F(health, nested_parentheses_group_as_written) {
+    add_instance(name, name + "-a", json::array(), json::object(), "passing");
+    // Kept shallow: Consul 1.10's filter parser takes time exponential in the nesting (seconds
+    // at depth 9; a real agent spins for good on deep filters).
+    const auto nested = [&](int depth) {
+        return std::string(depth, '(') + "Service.ID == \"" + name + "-a\"" +
+               std::string(depth, ')');
+    };
+    EXPECT_EQ(filtered(nested(5)), std::set<std::string>{name + "-a"});
+    EXPECT_EQ(filtered("not (not (" + nested(3) + "))"), std::set<std::string>{name + "-a"});
+}
+
 TEST_F(health, deeply_nested_filter_is_refused_not_a_crash) {
-    LAKEMESH_NEEDS_DEV(target);  // dev_consul bounds nesting; Consul's parser has no such limit
+    // A real agent would spin on this filter until it stops; dev_consul parses in linear time
+    // and bounds the depth its stack allows.
+    LAKEMESH_NEEDS_DEV_HOOK(target, "bounded filter parser (Consul's never returns here)");
     add_instance(name, name + "-a", json::array(), json::object(), "passing");
     const std::string deep =
-        std::string(5000, '(') + "Service.ID == \"x\"" + std::string(5000, ')');
+        std::string(5000, '(') + "Service.ID == \"" + name + "-a\"" + std::string(5000, ')');
     auto r = c.get("/v1/health/service/" + name + "?filter=" + url_encode(deep));
-    EXPECT_EQ(r.status, 400u);
-    EXPECT_EQ(filtered("((Service.ID == \"" + name + "-a\"))"), std::set<std::string>{name + "-a"});
+    EXPECT_EQ(r.status, 500u);
+    EXPECT_NE(r.body.find("nested too deeply"), std::string::npos) << r.body;
+    const std::string hundred =
+        std::string(100, '(') + "Service.ID == \"" + name + "-a\"" + std::string(100, ')');
+    EXPECT_EQ(filtered(hundred), std::set<std::string>{name + "-a"});
 }
 
-TEST_F(health, checks_state_and_node_endpoints) {
-    add_instance(name, name + "-1", json::array(), json::object(), "warning");
-    auto checks = c.get("/v1/health/checks/" + name);
-    ASSERT_EQ(checks.status, 200u);
-    EXPECT_GT(checks.index(), 0u);
-    auto j = checks.json_body();
-    ASSERT_EQ(j.size(), 1u);
-    EXPECT_EQ(j[0]["CheckID"], name + "-1-ttl");
-    EXPECT_EQ(j[0]["Status"], "warning");
-    EXPECT_EQ(j[0]["ServiceName"], name);
-
-    auto has = [&](const json& arr, const std::string& id) {
-        for (const auto& chk : arr) {
-            if (chk["CheckID"] == id) {
-                return true;
-            }
-        }
-        return false;
-    };
-    EXPECT_TRUE(has(c.get("/v1/health/state/warning").json_body(), name + "-1-ttl"));
-    EXPECT_FALSE(has(c.get("/v1/health/state/passing").json_body(), name + "-1-ttl"));
-    EXPECT_TRUE(has(c.get("/v1/health/state/any").json_body(), name + "-1-ttl"));
-    set_status(name + "-1", "critical");
-    EXPECT_TRUE(has(c.get("/v1/health/state/critical").json_body(), name + "-1-ttl"));
-
-    auto node = c.get("/v1/health/node/" + target.node_name()).json_body();
-    EXPECT_TRUE(has(node, "serfHealth"));
-    EXPECT_TRUE(has(node, name + "-1-ttl"));
-    EXPECT_EQ(c.get("/v1/health/node/" + name + "-no-node").json_body(), json::array());
-}
-
-TEST_F(health, invalid_state_is_rejected) {
-    LAKEMESH_NEEDS_DEV(target);  // real agents differ across versions here
-    EXPECT_EQ(c.get("/v1/health/state/sideways").status, 400u);
+// Consul 1.10 does not check the state: one it does not know matches no check. (Later
+// versions refuse it with 400.)
+TEST_F(health, unknown_state_matches_no_check) {
+    auto r = c.get("/v1/health/state/sideways");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.json_body(), json::array());
+    EXPECT_GT(r.index(), 0u);
+    auto missing = c.get("/v1/health/state/");
+    EXPECT_EQ(missing.status, 400u);
+    EXPECT_EQ(missing.body, "Missing check state");
 }
 
 TEST_F(health, blocking_query_wakes_on_check_change_only) {
@@ -229,7 +301,6 @@ TEST_F(health, blocking_query_wakes_on_check_change_only) {
 }
 
 TEST_F(health, same_status_and_output_does_not_wake_a_blocking_query) {
-    LAKEMESH_NEEDS_DEV(target);
     add_instance(name, name + "-1", json::array(), json::object(), "passing");
     auto before = c.get("/v1/health/service/" + name).index();
     set_status(name + "-1", "passing");  // same status and output: no catalog write
@@ -240,7 +311,7 @@ TEST_F(health, same_status_and_output_does_not_wake_a_blocking_query) {
 // waiter of that query: the sharing must not leak an answer to another query, another index, or
 // across a restart that starts the index over.
 TEST_F(health, waiters_of_one_query_share_the_answer_of_that_query_and_index_only) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "blocking_queries() and restart()");
     add_instance(name, name + "-1", json::array(), json::object(), "passing");
     const auto first = c.get("/v1/health/service/" + name);
     ASSERT_EQ(first.status, 200u);
@@ -281,7 +352,8 @@ TEST_F(health, waiters_of_one_query_share_the_answer_of_that_query_and_index_onl
     auto after = target.client();
     std::uint64_t index = 0;
     for (int i = 0; i < 10000 && index < raft; ++i) {
-        ASSERT_EQ(after.put(key, "v").status, 200u);
+        // A new value each time: writing the same entry again leaves the index alone.
+        ASSERT_EQ(after.put(key, std::to_string(i)).status, 200u);
         index = after.get(key).index();
     }
     ASSERT_EQ(index, raft);
@@ -289,7 +361,6 @@ TEST_F(health, waiters_of_one_query_share_the_answer_of_that_query_and_index_onl
 }
 
 TEST_F(health, shared_answers_tell_apart_queries_that_differ_only_in_decoded_bytes) {
-    LAKEMESH_NEEDS_DEV(target);
     add_instance(name, name + "-1", json::array({"a", "b"}), json::object(), "passing");
     // One tag "a\ntag=b" (no instance has it), then the two tags a and b (the instance has both).
     EXPECT_EQ(c.get("/v1/health/service/" + name + "?tag=a%0Atag=b").json_body().size(), 0u);

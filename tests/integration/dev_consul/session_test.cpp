@@ -1,6 +1,6 @@
 // Session endpoints of dev_consul (and of a real agent when CONSUL_HTTP_ADDR is set), with the
 // session locks they give KV.
-#include "consul_target.hpp"
+#include "dev_hook.hpp"
 
 #include <chrono>
 #include <thread>
@@ -58,8 +58,20 @@ TEST_F(session, create_with_defaults_then_info_list_node) {
     EXPECT_EQ(j[0]["TTL"], "");
     EXPECT_EQ(j[0]["LockDelay"], 15'000'000'000LL);
     EXPECT_EQ(j[0]["NodeChecks"], json::array({"serfHealth"}));
+    EXPECT_TRUE(j[0]["ServiceChecks"].is_null());
+    EXPECT_EQ(j[0]["Name"], "");
     EXPECT_GT(j[0]["CreateIndex"].get<std::uint64_t>(), 0u);
     EXPECT_EQ(j[0]["CreateIndex"], j[0]["ModifyIndex"]);
+    // structs.Session's fields, in its order.
+    std::vector<std::string> keys;
+    const auto ordered = nlohmann::ordered_json::parse(r.body);
+    for (auto it = ordered[0].begin(); it != ordered[0].end(); ++it) {
+        keys.push_back(it.key());
+    }
+    EXPECT_EQ(keys, (std::vector<std::string>{"ID", "Name", "Node", "LockDelay", "Behavior", "TTL",
+                                              "NodeChecks", "ServiceChecks", "CreateIndex",
+                                              "ModifyIndex"}));
+    EXPECT_EQ(r.header("x-consul-query-backend"), "blocking-query");
 
     auto list = c.get("/v1/session/list");
     ASSERT_EQ(list.status, 200u);
@@ -114,13 +126,32 @@ TEST_F(session, info_of_unknown_session_is_empty_list) {
     EXPECT_EQ(c.get("/v1/session/node/" + unique_name("no-such-node")).json_body(), json::array());
 }
 
+// Session IDs are looked up in go-memdb's UUID index, which refuses what is not a UUID.
+TEST_F(session, malformed_session_ids_are_refused_by_the_uuid_index) {
+    auto info = c.get("/v1/session/info/bogus");
+    EXPECT_EQ(info.status, 500u);
+    EXPECT_EQ(info.body, "failed session lookup: index error: UUID must be 36 characters");
+    auto renew = c.put("/v1/session/renew/bogus");
+    EXPECT_EQ(renew.status, 500u);
+    EXPECT_EQ(renew.body, "failed session lookup: index error: UUID must be 36 characters");
+    auto destroy = c.put("/v1/session/destroy/bogus");
+    EXPECT_EQ(destroy.status, 500u);
+    EXPECT_EQ(destroy.body,
+              "apply failed: failed session lookup: index error: UUID must be 36 characters");
+    auto hex = c.get("/v1/session/info/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz");
+    EXPECT_EQ(hex.status, 500u);
+    EXPECT_EQ(hex.body,
+              "failed session lookup: index error: Invalid UUID: encoding/hex: invalid byte: "
+              "U+007A 'z'");
+}
+
 TEST_F(session, destroy_removes_session_and_is_idempotent) {
     auto id = create();
     auto r = c.put("/v1/session/destroy/" + id);
     EXPECT_EQ(r.status, 200u);
-    EXPECT_EQ(r.body, "true");
+    EXPECT_EQ(r.json_body(), json(true));
     EXPECT_EQ(info(id), json::array());
-    EXPECT_EQ(c.put("/v1/session/destroy/" + id).body, "true");
+    EXPECT_EQ(c.put("/v1/session/destroy/" + id).json_body(), json(true));
 }
 
 TEST_F(session, renew_returns_session_and_unknown_is_404) {
@@ -146,15 +177,26 @@ TEST_F(session, create_validation_errors) {
     auto bad_behavior = c.put("/v1/session/create", R"({"Behavior":"explode"})");
     EXPECT_EQ(bad_behavior.status, 500u);
     EXPECT_EQ(bad_behavior.body, "Invalid Behavior setting 'explode'");
-    EXPECT_EQ(c.put("/v1/session/create", "{not json").status, 400u);
-    EXPECT_EQ(c.put("/v1/session/create", R"({"Name":42})").status, 400u);
-    EXPECT_EQ(c.put("/v1/session/create", R"({"LockDelay":"soon"})").status, 400u);
+    auto not_json = c.put("/v1/session/create", "{not json");
+    EXPECT_EQ(not_json.status, 400u);
+    EXPECT_EQ(not_json.body,
+              "Request decode failed: invalid character 'n' looking for beginning of object key "
+              "string");
+    auto wrong_type = c.put("/v1/session/create", R"({"Name":42})");
+    EXPECT_EQ(wrong_type.status, 400u);
+    EXPECT_EQ(wrong_type.body,
+              "Request decode failed: json: cannot unmarshal number into Go struct field .Name "
+              "of type string");
+    auto bad_delay = c.put("/v1/session/create", R"({"LockDelay":"soon"})");
+    EXPECT_EQ(bad_delay.status, 400u);
+    EXPECT_EQ(bad_delay.body, "Request decode failed: time: invalid duration \"soon\"");
+    // What the state store refuses comes back as "apply failed: ...".
     auto missing_check = c.put("/v1/session/create", R"({"Checks":["no-such-check"]})");
     EXPECT_EQ(missing_check.status, 500u);
-    EXPECT_EQ(missing_check.body, "Missing check 'no-such-check' registration");
+    EXPECT_EQ(missing_check.body, "apply failed: Missing check 'no-such-check' registration");
     auto missing_node = c.put("/v1/session/create", json{{"Node", unique_name("ghost")}}.dump());
     EXPECT_EQ(missing_node.status, 500u);
-    EXPECT_EQ(missing_node.body, "Missing node registration");
+    EXPECT_EQ(missing_node.body, "apply failed: Missing node registration");
     // Bounds are inclusive.
     EXPECT_FALSE(create({{"TTL", "10s"}}).empty());
     EXPECT_FALSE(create({{"TTL", "86400s"}}).empty());
@@ -164,26 +206,26 @@ TEST_F(session, lock_acquire_and_release_between_two_sessions) {
     auto a = create();
     auto b = create();
     const auto k = p + "/leader";
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + a, "a").body, "true");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + a, "a").json_body(), json(true));
     auto held = key(k);
     EXPECT_EQ(held["Session"], a);
     EXPECT_EQ(held["LockIndex"], 1);
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "false");
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?release=" + b, "b").body, "false");
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?release=" + a, "a").body, "true");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").json_body(), json(false));
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?release=" + b, "b").json_body(), json(false));
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?release=" + a, "a").json_body(), json(true));
     EXPECT_FALSE(key(k).contains("Session"));
     // An explicit release sets no lock-delay: b acquires at once.
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "true");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").json_body(), json(true));
     auto now_b = key(k);
     EXPECT_EQ(now_b["Session"], b);
     EXPECT_EQ(now_b["LockIndex"], 2);
 }
 
 TEST_F(session, ttl_expiry_invalidates_after_twice_the_ttl_and_releases_lock) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "advance_clock()");
     auto id = create({{"TTL", "10s"}, {"LockDelay", "0s"}});
     const auto k = p + "/lock";
-    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").json_body(), json(true));
     target.dev()->advance_clock(11s);
     EXPECT_EQ(info(id).size(), 1u) << "Consul waits up to 2 x TTL before invalidating";
     target.dev()->advance_clock(10s);
@@ -196,7 +238,7 @@ TEST_F(session, ttl_expiry_invalidates_after_twice_the_ttl_and_releases_lock) {
 }
 
 TEST_F(session, renew_pushes_the_ttl_deadline) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "advance_clock()");
     auto id = create({{"TTL", "10s"}});
     target.dev()->advance_clock(15s);
     ASSERT_EQ(c.put("/v1/session/renew/" + id).status, 200u);
@@ -208,29 +250,29 @@ TEST_F(session, renew_pushes_the_ttl_deadline) {
 }
 
 TEST_F(session, behavior_delete_removes_held_keys_on_invalidation) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "advance_clock()");
     auto id = create({{"TTL", "10s"}, {"Behavior", "delete"}});
     const auto k = p + "/ephemeral";
-    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
-    ASSERT_EQ(c.put("/v1/kv/" + p + "/other", "v").body, "true");
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").json_body(), json(true));
+    ASSERT_EQ(c.put("/v1/kv/" + p + "/other", "v").json_body(), json(true));
     target.dev()->advance_clock(21s);
     EXPECT_EQ(c.get("/v1/kv/" + k).status, 404u);
     EXPECT_EQ(c.get("/v1/kv/" + p + "/other").status, 200u);
 }
 
 TEST_F(session, lock_delay_blocks_reacquire_after_invalidation_until_it_passes) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "advance_clock()");
     auto a = create({{"LockDelay", "5s"}});
     auto b = create();
     const auto k = p + "/delayed";
-    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + a, "a").body, "true");
-    ASSERT_EQ(c.put("/v1/session/destroy/" + a).body, "true");
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + a, "a").json_body(), json(true));
+    ASSERT_EQ(c.put("/v1/session/destroy/" + a).json_body(), json(true));
     EXPECT_FALSE(key(k).contains("Session"));
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "false");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").json_body(), json(false));
     target.dev()->advance_clock(4s);
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "false");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").json_body(), json(false));
     target.dev()->advance_clock(2s);
-    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").body, "true");
+    EXPECT_EQ(c.put("/v1/kv/" + k + "?acquire=" + b, "b").json_body(), json(true));
 }
 
 TEST_F(session, blocking_info_wakes_on_destroy) {
@@ -252,7 +294,7 @@ TEST_F(session, blocking_info_wakes_on_destroy) {
 }
 
 TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
-    LAKEMESH_NEEDS_DEV(target);
+    LAKEMESH_NEEDS_DEV_HOOK(target, "second agent and stop()");
     testing::dev_consul_options opts;
     opts.node_name = unique_name("node2");
     testing::dev_consul second(*target.dev(), opts);
@@ -260,7 +302,7 @@ TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
     // A session without serfHealth survives the loss of its node's agent.
     auto survivor = create({{"Node", opts.node_name}, {"Checks", json::array()}});
     const auto k = p + "/owned";
-    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").json_body(), json(true));
     ASSERT_EQ(c.get("/v1/session/node/" + opts.node_name).json_body().size(), 2u);
 
     second.stop();
@@ -271,14 +313,15 @@ TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
     // serfHealth is critical now, so a new default session on that node is refused.
     auto refused = c.put("/v1/session/create", json{{"Node", opts.node_name}}.dump());
     EXPECT_EQ(refused.status, 500u);
-    EXPECT_EQ(refused.body, "Check 'serfHealth' is in critical state");
+    EXPECT_EQ(refused.body, "apply failed: Check 'serfHealth' is in critical state");
 }
 
 TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
     const auto check = unique_name("chk");
-    auto reg = c.put(
-        "/v1/agent/check/register",
-        json{{"CheckID", check}, {"Name", check}, {"TTL", "60s"}, {"Status", "passing"}}.dump());
+    // agent/check/register names the check "ID" (Consul refuses "CheckID" there).
+    auto reg =
+        c.put("/v1/agent/check/register",
+              json{{"ID", check}, {"Name", check}, {"TTL", "60s"}, {"Status", "passing"}}.dump());
     ASSERT_EQ(reg.status, 200u) << reg.body;
     std::string id;
     ASSERT_TRUE(eventually([&] {
@@ -293,7 +336,7 @@ TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
     created_.push_back(id);
     EXPECT_EQ(info(id)[0]["NodeChecks"], json::array({"serfHealth", check}));
     const auto k = p + "/guarded";
-    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").body, "true");
+    ASSERT_EQ(c.put("/v1/kv/" + k + "?acquire=" + id, "v").json_body(), json(true));
 
     ASSERT_EQ(c.put("/v1/agent/check/fail/" + check).status, 200u);
 
@@ -302,7 +345,7 @@ TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
     // While the check is critical, no session can be linked to it.
     auto refused = c.put("/v1/session/create", json{{"NodeChecks", json::array({check})}}.dump());
     EXPECT_EQ(refused.status, 500u);
-    EXPECT_EQ(refused.body, "Check '" + check + "' is in critical state");
+    EXPECT_EQ(refused.body, "apply failed: Check '" + check + "' is in critical state");
     c.put("/v1/agent/check/deregister/" + check);
 }
 
@@ -327,7 +370,7 @@ TEST_F(session, removing_a_linked_service_check_invalidates_the_session) {
     created_.push_back(id);
     auto j = info(id)[0];
     ASSERT_EQ(j["ServiceChecks"].size(), 1u);
-    EXPECT_EQ(j["ServiceChecks"][0]["ID"], check);
+    EXPECT_EQ(j["ServiceChecks"][0], json({{"ID", check}, {"Namespace", ""}}));
     // Naming service checks only still keeps the default serfHealth node check.
     EXPECT_EQ(j["NodeChecks"], json::array({"serfHealth"}));
 
