@@ -207,7 +207,12 @@ void run_operation(const std::shared_ptr<client_impl>& impl, handler_t<T> handle
             state = std::make_shared<op_state>();
         }
         signal_slot = state->signal.slot();
-        slot.assign([state](asio::cancellation_type type) { state->signal.emit(type); });
+        // Emitted on the executor: co_spawn's own handler dispatches the emission with a raw
+        // pointer into its slot memory, which a cancellation from outside the io_context's run
+        // would leave queued while the coroutine completes and frees it.
+        slot.assign([state, ex](asio::cancellation_type type) {
+            asio::dispatch(ex, [state, type] { state->signal.emit(type); });
+        });
     }
     auto handler_ex = asio::get_associated_executor(handler, ex);
     if constexpr (owned_result) {
