@@ -84,12 +84,21 @@ enum class discovery_errc {
     invalidated,  ///< The entry was invalidated or evicted while the resolve was pending.
 };
 
+/// Failures of the partition registry (lakemesh::partition).
+enum class partition_errc {
+    config_mismatch = 1,  ///< The cluster's config in KV disagrees with this node's settings.
+    registry_stopped,     ///< The registry was stopped before the operation completed.
+    not_owner,            ///< The partition is not this node's (its owner is in diagnostics).
+    handoff_incomplete,   ///< A stop could not release every partition (Consul unreachable).
+};
+
 const boost::system::error_category& transport_category() noexcept;
 const boost::system::error_category& consul_category() noexcept;
 const boost::system::error_category& decode_category() noexcept;
 const boost::system::error_category& validation_category() noexcept;
 const boost::system::error_category& policy_category() noexcept;
 const boost::system::error_category& discovery_category() noexcept;
+const boost::system::error_category& partition_category() noexcept;
 
 inline error_code make_error_code(transport_errc e) noexcept {
     return {static_cast<int>(e), transport_category()};
@@ -108,6 +117,9 @@ inline error_code make_error_code(policy_errc e) noexcept {
 }
 inline error_code make_error_code(discovery_errc e) noexcept {
     return {static_cast<int>(e), discovery_category()};
+}
+inline error_code make_error_code(partition_errc e) noexcept {
+    return {static_cast<int>(e), partition_category()};
 }
 
 /// Maps an HTTP status from Consul to its error; 2xx maps to success.
@@ -188,4 +200,6 @@ template <>
 struct is_error_code_enum<lakemesh::policy_errc> : std::true_type {};
 template <>
 struct is_error_code_enum<lakemesh::discovery_errc> : std::true_type {};
+template <>
+struct is_error_code_enum<lakemesh::partition_errc> : std::true_type {};
 }  // namespace boost::system

@@ -195,6 +195,33 @@ const boost::system::error_category& policy_category() noexcept {
     static const policy_category_impl c;
     return c;
 }
+class partition_category_impl final : public boost::system::error_category {
+  public:
+    const char* name() const noexcept override { return "lakemesh.partition"; }
+    std::string message(int ev) const override {
+        switch (static_cast<partition_errc>(ev)) {
+            case partition_errc::config_mismatch:
+                return "the cluster's config in Consul KV (partition count or cluster name under "
+                       "this prefix) disagrees with this node's settings; fix the settings or "
+                       "use another prefix";
+            case partition_errc::registry_stopped:
+                return "the partition registry was stopped before the operation completed";
+            case partition_errc::not_owner:
+                return "this node does not own the partition; refresh the table and send the "
+                       "request to the owner named in the diagnostics";
+            case partition_errc::handoff_incomplete:
+                return "the stop could not release every partition (Consul unreachable); their "
+                       "terms were ended locally and Consul frees them when the session expires";
+        }
+        return "unknown partition error";
+    }
+};
+
+const boost::system::error_category& partition_category() noexcept {
+    static const partition_category_impl c;
+    return c;
+}
+
 const boost::system::error_category& discovery_category() noexcept {
     static const discovery_category_impl c;
     return c;
@@ -303,6 +330,10 @@ bool is_retryable(const error_code& ec) noexcept {
         // Staleness passes when Consul comes back; the other two call for a new resolve.
         return ec == make_error_code(discovery_errc::stale_beyond_limit) ||
                ec == make_error_code(discovery_errc::invalidated);
+    }
+    if (cat == partition_category()) {
+        // The owner moved: the same request at the new owner may succeed.
+        return ec == make_error_code(partition_errc::not_owner);
     }
     if (cat == decode_category() || cat == validation_category() || cat == policy_category()) {
         return false;

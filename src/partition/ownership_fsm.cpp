@@ -179,9 +179,12 @@ std::vector<ownership_action> ownership_fsm::set_table(clock::time_point now,
                                                        std::vector<partition_record> table,
                                                        std::uint32_t epoch) {
     table.resize(cfg_.partitions);
-    if (epoch_ != 0 && epoch != epoch_) {
+    if (epoch != 0 && seen_epoch_ != 0 && epoch != seen_epoch_) {
         // Consul lost its state: its lock-delays are gone, the old owners' leases are not.
         quiet_until_ = std::max(quiet_until_, now + cfg_.lock_delay);
+    }
+    if (epoch != 0) {
+        seen_epoch_ = epoch;
     }
     epoch_ = epoch;
     std::vector<ownership_action> out;
@@ -234,6 +237,10 @@ std::vector<ownership_action> ownership_fsm::set_lease(clock::time_point now, st
     if (session != session_) {
         for (std::uint32_t p = 0; p < cfg_.partitions; ++p) {
             end_term(p, out);
+            // What this node wrote belongs to the old session's time; after Consul lost its
+            // state the indexes start over below it.
+            local_[p].owner_index = 0;
+            local_[p].status_index = 0;
         }
         session_ = std::move(session);
     }

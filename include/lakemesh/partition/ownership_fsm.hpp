@@ -236,6 +236,8 @@ class ownership_fsm {
     std::vector<fencing_token> highest_;
     std::vector<clock::time_point> free_since_;
     std::uint32_t epoch_ = 0;
+    /// The last non-zero epoch seen (the config key may be missing for a moment in between).
+    std::uint32_t seen_epoch_ = 0;
     clock::time_point quiet_until_{};
     std::string session_;
     bool leaving_ = false;
