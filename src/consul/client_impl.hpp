@@ -261,7 +261,7 @@ class exchange_operation final
 
     /// Forwards the caller's cancellation slot (when connected) to a signal of ours; returns
     /// the slot for the exchange.
-    boost::asio::cancellation_slot forward_cancellation() {
+    boost::asio::cancellation_slot forward_cancellation(const boost::asio::any_io_executor& io) {
         caller_slot_ = boost::asio::get_associated_cancellation_slot(handler_);
         if (!caller_slot_.is_connected()) {
             return {};
@@ -269,12 +269,17 @@ class exchange_operation final
         // A weak reference: the caller's slot belongs to whatever owns the handler, which this
         // operation owns, so a strong one would keep both alive for ever when the operation is
         // dropped unfinished (its io_context destroyed mid-flight). While it is in flight the
-        // transport holds the operation.
-        caller_slot_.assign([weak = this->weak_from_this()](boost::asio::cancellation_type t) {
-            if (auto self = weak.lock()) {
-                self->signal_.emit(t);
-            }
-        });
+        // transport holds the operation. Emitted on the client's executor, as in
+        // run_operation: a coroutine of the exchange would otherwise queue the emission with a
+        // raw pointer into this operation's signal when cancelled from outside the run.
+        caller_slot_.assign(
+            [weak = this->weak_from_this(), io](boost::asio::cancellation_type t) {
+                boost::asio::dispatch(io, [weak, t] {
+                    if (auto self = weak.lock()) {
+                        self->signal_.emit(t);
+                    }
+                });
+            });
         return signal_.slot();
     }
 
@@ -350,7 +355,7 @@ void run_exchange(const std::shared_ptr<client_impl>& impl, handler_t<T> handler
         op->fail_soon(ec, io);
         return;
     }
-    auto slot = op->forward_cancellation();
+    auto slot = op->forward_cancellation(io);
     diagnostics& diag = op->out.diag;  // before op is moved into the argument list
     impl->net->start_exchange(std::move(call), diag, slot, std::move(op));
 }
