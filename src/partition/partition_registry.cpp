@@ -172,6 +172,9 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     std::vector<member> members_now;
 
     phase state = phase::idle;
+    /// The registry object is gone: completions still in flight must not touch the client,
+    /// cache or scheduler (they may be gone too) nor call the application.
+    bool destroyed = false;
     // Boost 1.81's any_completion_handler move assignment recurses without end (it copies from
     // an lvalue through the converting constructor): handlers are only ever move-constructed.
     std::optional<handler_t> start_handler;
@@ -212,6 +215,11 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     // -------------------------------------------------------------- helpers
 
     std::weak_ptr<impl> weak() { return weak_from_this(); }
+    /// The impl behind a completion, or null when the registry is gone.
+    static std::shared_ptr<impl> live(const std::weak_ptr<impl>& w) {
+        auto self = w.lock();
+        return self && !self->destroyed ? self : nullptr;
+    }
 
     std::string owner_key(std::uint32_t p) const {
         return prefix + "partitions/" + std::to_string(p) + "/owner";
@@ -316,7 +324,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         const auto shift = std::min(config_failures++, 7u);
         retry_timer.expires_after(std::min<std::chrono::milliseconds>(5s, 100ms * (1 << shift)));
         retry_timer.async_wait([w = weak()](const error_code& ec) {
-            if (auto self = w.lock(); self && !ec) {
+            if (auto self = live(w); self && !ec) {
                 self->ensure_config();
             }
         });
@@ -331,7 +339,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         client.async_kv_get(
             prefix + "config",
             [w = weak()](error_code ec, consul::result<std::optional<consul::kv_pair>> r) {
-                auto self = w.lock();
+                auto self = live(w);
                 if (!self) {
                     return;
                 }
@@ -396,7 +404,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         config_in_flight = true;
         client.async_kv_put(prefix + "config", detail::encode(v), o,
                             [w = weak(), v](error_code ec, consul::result<bool> r) {
-                                auto self = w.lock();
+                                auto self = live(w);
                                 if (!self) {
                                     return;
                                 }
@@ -440,7 +448,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         watch_members();
         std::weak_ptr<impl> w = weak();
         table.start([w](const std::shared_ptr<const table_snapshot>& snap) {
-            if (auto self = w.lock()) {
+            if (auto self = live(w)) {
                 self->on_table(snap);
             }
         });
@@ -495,6 +503,13 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
                 ms.push_back({i.id, weight_of(i)});
             }
         }
+        if (log.enabled(observe::log_level::debug)) {
+            std::string ids;
+            for (const auto& m : ms) {
+                ids += " " + m.id + "/" + std::to_string(m.weight);
+            }
+            log.debug("partition registry: members" + ids);
+        }
         members_now = ms;
         members_n.store(ms.size(), std::memory_order_relaxed);
         apply(fsm.set_members(clock::now(), std::move(ms)));
@@ -504,12 +519,12 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         std::weak_ptr<impl> w = weak();
         member_sub = cache.subscribe(member_service,
                                      [w](const std::string&, const auto&, const auto& after) {
-                                         if (auto self = w.lock()) {
+                                         if (auto self = live(w)) {
                                              self->on_members(after);
                                          }
                                      });
         cache.async_resolve(member_service, [w](error_code ec, discovery::resolve_result r) {
-            auto self = w.lock();
+            auto self = live(w);
             if (!self) {
                 return;
             }
@@ -527,13 +542,13 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     void retry_members() {
         auto t = std::make_shared<asio::steady_timer>(ex, 500ms);
         t->async_wait([w = weak(), t](const error_code& ec) {
-            auto self = w.lock();
+            auto self = live(w);
             if (!self || ec || self->state != phase::running) {
                 return;
             }
             self->cache.async_resolve(self->member_service,
                                       [w](error_code e, discovery::resolve_result r) {
-                                          auto s = w.lock();
+                                          auto s = live(w);
                                           if (!s) {
                                               return;
                                           }
@@ -593,7 +608,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         for (auto& id : a.destroy) {
             client.session().async_destroy(
                 id, [w = weak(), id](error_code ec, consul::result<bool>) {
-                    if (auto self = w.lock(); self && ec) {
+                    if (auto self = live(w); self && ec) {
                         self->log.debug("partition registry: destroying session " + id +
                                         " failed: " + ec.message());
                     }
@@ -611,7 +626,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
             client.session().async_create(
                 session_options(),
                 [w = weak(), sent](error_code ec, consul::result<std::string> r) {
-                    auto self = w.lock();
+                    auto self = live(w);
                     if (!self) {
                         return;
                     }
@@ -637,7 +652,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
             client.session().async_renew(a.renew_id, [w = weak(), sent, id = a.renew_id](
                                                          error_code ec,
                                                          consul::result<consul::session_info>) {
-                auto self = w.lock();
+                auto self = live(w);
                 if (!self) {
                     return;
                 }
@@ -686,7 +701,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     void do_acquire(const ownership_action& a) {
         const auto p = a.partition;
         const auto session = lease.session();
-        enqueue(p, [this, self = shared_from_this(), a, p, session] {
+        enqueue(p, [this, a, p, session] {
             std::vector<consul::txn_kv_op> ops;
             if (a.expected_owner_index == 0) {
                 ops.push_back({.verb = consul::txn_kv_verb::check_not_exists, .key = owner_key(p)});
@@ -705,7 +720,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
                            .index = a.status_index});
             client.txn().async_commit(
                 ops, [w = weak(), p](error_code ec, consul::result<consul::txn_result> r) {
-                    auto self = w.lock();
+                    auto self = live(w);
                     if (!self) {
                         return;
                     }
@@ -731,7 +746,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
 
     void write_status(std::uint32_t p, partition_state s, fencing_token token) {
         const auto session = lease.session();
-        enqueue(p, [this, self = shared_from_this(), p, s, token, session] {
+        enqueue(p, [this, p, s, token, session] {
             if (session.empty() || session != lease.session() || fsm.token_of(p) != token) {
                 chain_done(p);  // the term is over: nothing to write
                 return;
@@ -745,7 +760,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
                                                 .index = parts[p].status_index}};
             client.txn().async_commit(
                 ops, [w = weak(), p](error_code ec, consul::result<consul::txn_result> r) {
-                    auto self = w.lock();
+                    auto self = live(w);
                     if (!self) {
                         return;
                     }
@@ -831,7 +846,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         write_status(p, partition_state::draining, a.token);
         drain_done done([w = weak(), ex = ex, p, token = a.token] {
             asio::post(ex, [w, p, token] {
-                auto self = w.lock();
+                auto self = live(w);
                 if (!self || self->fsm.state_of(p) != local_state::draining ||
                     self->fsm.token_of(p) != token) {
                     return;
@@ -857,7 +872,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         set_token(p, 0);
         deregister_partition_service(p);
         const auto session = lease.session();
-        enqueue(p, [this, self = shared_from_this(), a, p, session] {
+        enqueue(p, [this, a, p, session] {
             std::vector<consul::txn_kv_op> ops{
                 {.verb = consul::txn_kv_verb::check_session,
                  .key = owner_key(p),
@@ -872,7 +887,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
                  .session = session}};
             client.txn().async_commit(ops, [w = weak(), p](error_code ec,
                                                            consul::result<consul::txn_result> r) {
-                auto self = w.lock();
+                auto self = live(w);
                 if (!self) {
                     return;
                 }
@@ -930,7 +945,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         }
         timer.expires_at(at);
         timer.async_wait([w = weak(), at](const error_code& ec) {
-            auto self = w.lock();
+            auto self = live(w);
             if (!self || ec || self->armed_for != at) {
                 return;
             }
@@ -1046,12 +1061,13 @@ partition_registry::partition_registry(boost::asio::io_context& io, consul::clie
 
 partition_registry::~partition_registry() {
     auto& m = *impl_;
+    m.complete_start(make_error_code(partition_errc::registry_stopped));
+    m.destroyed = true;
     m.table.stop();
     m.member_sub.reset();
     m.timer.cancel();
     m.retry_timer.cancel();
     m.state = impl::phase::stopped;
-    m.complete_start(make_error_code(partition_errc::registry_stopped));
 }
 
 partition_registry::executor_type partition_registry::get_executor() const noexcept {

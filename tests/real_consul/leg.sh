@@ -5,8 +5,10 @@
 #
 # 1. every integration test against one `consul agent -dev` (the tests that stop or restart the
 #    agent skip there);
-# 2. the tests that stop or restart the agent (suites *_agent_restart), one at a time, against
-#    one server with a data dir, which they drive through LAKEMESH_CONSUL_CONTROL;
+# 2. the tests that need the agent to themselves, one at a time: those that stop or restart it
+#    (suites *_agent_restart, which drive it through LAKEMESH_CONSUL_CONTROL) and those that
+#    disturb every other user of it, e.g. node maintenance (suites *_exclusive), against one
+#    server with a data dir;
 # 3. the session, health and partition tests against a three-server cluster, then again after
 #    the cluster's leader was killed with SIGKILL.
 #
@@ -66,7 +68,7 @@ rm -rf "$state"
 "${agent[@]}" init "$consul_bin" || exit 1
 
 failed=0
-restart_suites='_agent_restart\.'
+restart_suites='_(agent_restart|exclusive)\.'
 # The parts that hold sessions, run health checks or own partitions.
 cluster_tests='^(session|client_session|health|health_test|health_scheduler_test|checks|txn|partition[a-z_]*)\.'
 
@@ -76,7 +78,7 @@ CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" ctest --preset "$preset" -L integrati
     -E "$restart_suites" || failed=1
 "${agent[@]}" stop-all
 
-echo "== real Consul leg 2/3: the tests that stop and restart the agent, one at a time"
+echo "== real Consul leg 2/3: the tests that need the agent to themselves, one at a time"
 "${agent[@]}" start-server || exit 1
 CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" LAKEMESH_CONSUL_CONTROL="${agent[*]}" \
     ctest --preset "$preset" -R "$restart_suites" -j 1 || failed=1

@@ -90,8 +90,9 @@ class consul_target {
     // ---- Stopping and restarting the agent. dev_consul does it itself; a real agent is
     // driven through the command in LAKEMESH_CONSUL_CONTROL, called with one argument (stop,
     // start, restart or restart-clean) and expected to return once the agent is down or ready.
-    // The real-agent CI leg sets it only for the suites whose names end in "_agent_restart",
-    // which it runs one test at a time (they disrupt every other test using the agent).
+    // The real-agent CI leg sets it only for the suites whose names end in "_agent_restart" or
+    // "_exclusive", which it runs one test at a time (they disrupt every other test using the
+    // agent).
 
     /// The test can stop and restart the agent.
     bool can_control() const;
@@ -109,6 +110,13 @@ class consul_target {
     std::uint16_t port_ = 0;
     std::string token_;
 };
+
+/// The error text of a Consul answer, without the "rpc error making call: " that a server adds
+/// when it forwarded the request to the leader (a follower of a cluster answers so).
+inline std::string server_text(const http_reply& r) {
+    constexpr std::string_view forwarded = "rpc error making call: ";
+    return r.body.rfind(forwarded, 0) == 0 ? r.body.substr(forwarded.size()) : r.body;
+}
 
 /// A KV prefix / name unique to the running test, so tests can share a real agent.
 std::string unique_name(const std::string& stem = "t");

@@ -467,7 +467,11 @@ TEST_F(agent_test, service_maintenance_takes_the_instance_out_of_passing_results
     EXPECT_EQ(ec, consul_errc::not_found);
 }
 
-TEST_F(agent_test, node_maintenance_applies_to_every_service_on_the_node) {
+// Node maintenance takes every service of the node out of service: against a real agent shared
+// with other tests it runs alone (suites *_exclusive).
+class agent_test_exclusive : public agent_test {};
+
+TEST_F(agent_test_exclusive, node_maintenance_applies_to_every_service_on_the_node) {
     const std::string id = svc + "-1";
     register_service(ttl_service(id, check_status::passing));
     ok<empty>(

@@ -168,7 +168,11 @@ TEST_F(client_catalog, blocking_service_query_is_woken_by_a_registration) {
     for (int i = 0; i < 20; ++i) {
         io.run_one_for(5ms);  // let the blocking request reach the agent
     }
-    EXPECT_NE(blocked.wait_for(0s), std::future_status::ready);
+    // A real agent shared with other tests wakes a query for an absent service on any
+    // registration; only dev_consul's catalog is quiet enough to see it still waiting.
+    if (target.dev() != nullptr) {
+        EXPECT_NE(blocked.wait_for(0s), std::future_status::ready);
+    }
     register_service(svc + "-1", svc);
     ASSERT_TRUE(wait_ready(blocked));
     auto woke = blocked.get();

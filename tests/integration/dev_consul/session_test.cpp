@@ -130,17 +130,17 @@ TEST_F(session, info_of_unknown_session_is_empty_list) {
 TEST_F(session, malformed_session_ids_are_refused_by_the_uuid_index) {
     auto info = c.get("/v1/session/info/bogus");
     EXPECT_EQ(info.status, 500u);
-    EXPECT_EQ(info.body, "failed session lookup: index error: UUID must be 36 characters");
+    EXPECT_EQ(server_text(info), "failed session lookup: index error: UUID must be 36 characters");
     auto renew = c.put("/v1/session/renew/bogus");
     EXPECT_EQ(renew.status, 500u);
-    EXPECT_EQ(renew.body, "failed session lookup: index error: UUID must be 36 characters");
+    EXPECT_EQ(server_text(renew), "failed session lookup: index error: UUID must be 36 characters");
     auto destroy = c.put("/v1/session/destroy/bogus");
     EXPECT_EQ(destroy.status, 500u);
-    EXPECT_EQ(destroy.body,
+    EXPECT_EQ(server_text(destroy),
               "apply failed: failed session lookup: index error: UUID must be 36 characters");
     auto hex = c.get("/v1/session/info/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz");
     EXPECT_EQ(hex.status, 500u);
-    EXPECT_EQ(hex.body,
+    EXPECT_EQ(server_text(hex),
               "failed session lookup: index error: Invalid UUID: encoding/hex: invalid byte: "
               "U+007A 'z'");
 }
@@ -176,7 +176,7 @@ TEST_F(session, create_validation_errors) {
     EXPECT_EQ(c.put("/v1/session/create", R"({"TTL":"abc"})").status, 500u);
     auto bad_behavior = c.put("/v1/session/create", R"({"Behavior":"explode"})");
     EXPECT_EQ(bad_behavior.status, 500u);
-    EXPECT_EQ(bad_behavior.body, "Invalid Behavior setting 'explode'");
+    EXPECT_EQ(server_text(bad_behavior), "Invalid Behavior setting 'explode'");
     auto not_json = c.put("/v1/session/create", "{not json");
     EXPECT_EQ(not_json.status, 400u);
     EXPECT_EQ(not_json.body,
@@ -193,10 +193,11 @@ TEST_F(session, create_validation_errors) {
     // What the state store refuses comes back as "apply failed: ...".
     auto missing_check = c.put("/v1/session/create", R"({"Checks":["no-such-check"]})");
     EXPECT_EQ(missing_check.status, 500u);
-    EXPECT_EQ(missing_check.body, "apply failed: Missing check 'no-such-check' registration");
+    EXPECT_EQ(server_text(missing_check),
+              "apply failed: Missing check 'no-such-check' registration");
     auto missing_node = c.put("/v1/session/create", json{{"Node", unique_name("ghost")}}.dump());
     EXPECT_EQ(missing_node.status, 500u);
-    EXPECT_EQ(missing_node.body, "apply failed: Missing node registration");
+    EXPECT_EQ(server_text(missing_node), "apply failed: Missing node registration");
     // Bounds are inclusive.
     EXPECT_FALSE(create({{"TTL", "10s"}}).empty());
     EXPECT_FALSE(create({{"TTL", "86400s"}}).empty());
@@ -313,7 +314,7 @@ TEST_F(session, stopping_the_sessions_node_invalidates_it_and_releases_locks) {
     // serfHealth is critical now, so a new default session on that node is refused.
     auto refused = c.put("/v1/session/create", json{{"Node", opts.node_name}}.dump());
     EXPECT_EQ(refused.status, 500u);
-    EXPECT_EQ(refused.body, "apply failed: Check 'serfHealth' is in critical state");
+    EXPECT_EQ(server_text(refused), "apply failed: Check 'serfHealth' is in critical state");
 }
 
 TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
@@ -345,7 +346,7 @@ TEST_F(session, linked_node_check_turning_critical_invalidates_the_session) {
     // While the check is critical, no session can be linked to it.
     auto refused = c.put("/v1/session/create", json{{"NodeChecks", json::array({check})}}.dump());
     EXPECT_EQ(refused.status, 500u);
-    EXPECT_EQ(refused.body, "apply failed: Check '" + check + "' is in critical state");
+    EXPECT_EQ(server_text(refused), "apply failed: Check '" + check + "' is in critical state");
     c.put("/v1/agent/check/deregister/" + check);
 }
 
