@@ -149,8 +149,16 @@ template <class T>
 void complete_operation(handler_t<T>& h, boost::asio::cancellation_slot& slot,
                         const std::exception_ptr& e, error_code ec, result<T>& r) {
     if (e) {
-        ec = make_error_code(boost::system::errc::not_enough_memory);
-        r.diag.set_client_message("out of memory");
+        // A cancelled coroutine throws operation_aborted at its next co_await; anything else
+        // that escapes a body is an allocation failure.
+        try {
+            std::rethrow_exception(e);
+        } catch (const boost::system::system_error& se) {
+            ec = se.code();
+        } catch (...) {
+            ec = make_error_code(boost::system::errc::not_enough_memory);
+            r.diag.set_client_message("out of memory");
+        }
     }
     if (slot.is_connected()) {
         slot.clear();

@@ -1120,6 +1120,9 @@ void transport::continue_in_coroutine(http_call call, diagnostics& diag,
             } catch (const std::bad_alloc&) {
                 r.first = make_error_code(boost::system::errc::not_enough_memory);
                 diag.set_client_message("out of memory");
+            } catch (const boost::system::system_error& e) {
+                // Cancelled: the coroutine throws operation_aborted at its next co_await.
+                r.first = e.code();
             }
             client->exchange_done(r.first, r.second);
         },

@@ -132,7 +132,8 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
           cfg(std::move(config)),
           prefix(effective_prefix(cfg)),
           member_service(cfg.member_service.empty() ? cfg.cluster : cfg.member_service),
-          member_check_id("lakemesh-member:" + cfg.node_id),
+          member_instance_id(member_service + "-" + cfg.node_id),
+          member_check_id("lakemesh-member:" + cfg.cluster + ":" + cfg.node_id),
           log(std::move(lg)),
           table(ex, c, table_config{prefix, cfg.partitions, cfg.table_watch}, log),
           lease(cfg.lease),
@@ -159,6 +160,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     registry_config cfg;
     std::string prefix;
     std::string member_service;
+    std::string member_instance_id;
     std::string member_check_id;
     observe::logger log;
     partition_table table;
@@ -458,7 +460,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     void register_member() {
         health::service_definition def;
         auto& reg = def.registration;
-        reg.id = cfg.node_id;
+        reg.id = member_instance_id;
         reg.name = member_service;
         reg.address = cfg.address;
         reg.port = cfg.port;
@@ -466,6 +468,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         reg.meta = cfg.member_meta;
         reg.meta["lakemesh-weight"] = maintenance ? "0" : std::to_string(cfg.weight);
         reg.meta["lakemesh-cluster"] = cfg.cluster;
+        reg.meta["lakemesh-node"] = cfg.node_id;
         health::probe_check check;
         check.id = member_check_id;
         check.name = "lakemesh member " + cfg.node_id;
@@ -500,7 +503,10 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         std::vector<member> ms;
         if (snap) {
             for (const auto& i : snap->instances) {
-                ms.push_back({i.id, weight_of(i)});
+                // The node's ID is in the meta; the instance ID carries the member service as a
+                // prefix so that several clusters can share one Consul agent.
+                auto it = i.meta.find("lakemesh-node");
+                ms.push_back({it != i.meta.end() ? it->second : i.id, weight_of(i)});
             }
         }
         if (log.enabled(observe::log_level::debug)) {
@@ -1014,7 +1020,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
             deregister_partition_service(p);
         }
         if (config_ok) {
-            scheduler.deregister_service(cfg.node_id);
+            scheduler.deregister_service(member_instance_id);
         }
         table.stop();
         member_sub.reset();

@@ -10,8 +10,10 @@
 //                                  node, address, port and the term's fencing token
 //   <prefix>partitions/<p>/status  state (acquiring|active|draining|released), owner, token,
 //                                  updated_at and user metadata; written only by the lock holder
-//   service <member_service>       one instance per node (ID = node_id), with a TTL check the
-//                                  session is linked to, and meta lakemesh-weight
+//   service <member_service>       one instance per node (ID <member_service>-<node_id>, so that
+//                                  clusters can share an agent), with a TTL check
+//                                  (lakemesh-member:<cluster>:<node_id>) the session is linked
+//                                  to, and meta lakemesh-node, lakemesh-weight, lakemesh-cluster
 //   service <cluster>-partition    one instance per owned partition (ID <cluster>-partition-<p>,
 //                                  meta partition and token) with a TTL check fed by the
 //                                  partition probe
