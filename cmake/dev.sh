@@ -2,8 +2,10 @@
 # lakemesh developer entry point, used by the README's Quick start and by CI.
 #   bash cmake/dev.sh demo   install missing Debian packages, build, run the demo
 #   bash cmake/dev.sh test   install missing Debian packages, build, run every test
-#                            (normal build, packaging checks, ASan+UBSan build, then a
-#                            bounded libFuzzer run of every decoder, built with clang)
+#                            (normal build, its integration tests again against a real
+#                            Consul agent and cluster when ../shared/consul is there,
+#                            packaging checks, ASan+UBSan build, then a bounded libFuzzer
+#                            run of every decoder, built with clang)
 # Idempotent: packages already present are not reinstalled; builds are incremental (ccache).
 set -euo pipefail
 
@@ -14,7 +16,8 @@ packages=(build-essential g++ cmake ninja-build ccache pkg-config git
           libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev
           nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev openssl
           libgtest-dev libgmock-dev libbenchmark-dev
-          clang libclang-rt-dev llvm)
+          clang libclang-rt-dev llvm
+          curl xz-utils)
 
 install_deps() {
     local missing=()
@@ -78,6 +81,8 @@ run_tests() {
     build_preset debug
     echo "== tests (debug)"
     ctest --preset debug || failed=1
+    echo "== tests (debug) against a real Consul (../shared/consul)"
+    bash tests/real_consul/leg.sh debug || failed=1
     check_packaging || failed=1
     echo "== build (asan: AddressSanitizer + UndefinedBehaviorSanitizer)"
     build_preset asan
