@@ -6,9 +6,10 @@
 //       nodes on one io_context; writes 200 keys through the nodes, stops one node gracefully,
 //       checks every key is still readable and every partition owned again. Exit 0 on success.
 //   example_lake_node --consul HOST:PORT --cluster NAME --node ID --port N --store HOST:PORT
-//                     [--partitions P]
-//       One node process, serving until SIGTERM or SIGINT (then it hands its partitions off).
-//       Prints "listening 127.0.0.1:<port>" once its KV server is bound.
+//                     [--partitions P] [--lease fast|relaxed]
+//       One node process (fast_failover settings; relaxed: wider lease margins), serving until
+//       SIGTERM or SIGINT (then it hands its partitions off). Prints "listening 127.0.0.1:<port>"
+//       once its KV server is bound.
 //   example_lake_node --store-only --port N [--partitions P]
 //       Just the shared store, until SIGTERM or SIGINT. Prints "store 127.0.0.1:<port>".
 // Set LAKE_LOG=1 to see the registry's log on stderr.
@@ -108,6 +109,7 @@ int run_node(const std::map<std::string, std::string>& args) {
                        : 256;
     o.consul = consul_config(get("--consul"));
     o.log = node_log(o.node_id);
+    o.relaxed_lease = args.count("--lease") != 0 && args.at("--lease") == "relaxed";
 
     asio::io_context io;
     lake::lake_node node(io, o);

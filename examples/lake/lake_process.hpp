@@ -165,6 +165,7 @@ struct cluster_settings {
     std::string cluster;
     std::string store;  ///< host:port of the shared store
     std::uint32_t partitions = 256;
+    std::string lease = "fast";  ///< fast (fast_failover) or relaxed, see node_options
 };
 
 /// Starts a node process and waits for it to say where it listens. Throws when it does not
@@ -173,9 +174,10 @@ inline node_process start_node(const cluster_settings& s, const std::string& id)
     node_process n;
     n.id = id;
     n.proc = std::make_unique<child_process>(
-        s.node_binary, std::vector<std::string>{"--consul", s.consul, "--cluster", s.cluster,
-                                                "--node", id, "--port", "0", "--store", s.store,
-                                                "--partitions", std::to_string(s.partitions)});
+        s.node_binary,
+        std::vector<std::string>{"--consul", s.consul, "--cluster", s.cluster, "--node", id,
+                                 "--port", "0", "--store", s.store, "--partitions",
+                                 std::to_string(s.partitions), "--lease", s.lease});
     // The node prints "listening 127.0.0.1:<port>" once its KV server is bound.
     auto line = n.proc->read_line(10s);
     if (!line || line->rfind("listening ", 0) != 0) {

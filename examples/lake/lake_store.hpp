@@ -391,6 +391,11 @@ struct node_options {
     std::uint32_t partitions = 256;
     lakemesh::consul::client_config consul;
     lakemesh::observe::logger log;
+    /// fast_failover's lease leaves 750 ms between a renewal and self-fencing; a loaded machine
+    /// (debug builds, two shared cores, hundreds of partitions changing hands at once) can stall
+    /// a renewal that long. Relaxed: member check 500 ms / TTL 3 s, lock-delay 2 s, margin
+    /// 500 ms, renew every 250 ms (the registry's own integration tests use the same).
+    bool relaxed_lease = false;
 };
 
 /// One Lake node: a partition_registry (fast_failover settings) and the node's KV server.
@@ -413,8 +418,23 @@ class lake_node {
         auto cfg =
             lakemesh::partition::registry_config::fast_failover(opts_.cluster, opts_.node_id);
         cfg.partitions = opts_.partitions;
+        if (opts_.relaxed_lease) {
+            cfg.member_check_interval = 500ms;
+            cfg.member_check_ttl = 3s;
+            cfg.lease.lock_delay = 2s;
+            cfg.lease.margin = 500ms;
+            cfg.lease.renew_interval = 250ms;
+        }
         cfg.address = "127.0.0.1";
         cfg.port = server_.port();
+        // Clients route through the ownership table in KV, so the per-partition catalog
+        // services (a registration and a TTL check per owned partition) would only add load on
+        // the agent.
+        cfg.register_partition_services = false;
+        // Every acquisition changes the prefix, and every node re-reads all of it: at most one
+        // read per quarter second keeps a cluster that is taking 256 partitions from queueing
+        // its session renewals behind hundreds of listings on the agent.
+        cfg.table_watch.min_changed_interval = 250ms;
         cfg.callbacks.on_acquired = [this](std::uint32_t p, fencing_token) { draining_.erase(p); };
         cfg.callbacks.on_releasing = [this](std::uint32_t p, fencing_token,
                                             lakemesh::partition::drain_done done) {
