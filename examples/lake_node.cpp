@@ -200,15 +200,26 @@ int run_demo() {
     // Writes through the nodes, each to a node picked round-robin, following one redirect.
     auto put = [&](const std::vector<lake::lake_node*>& live, const std::string& key,
                    const std::string& value, std::size_t i, unsigned& redirects) {
-        lake::blocking_http c("127.0.0.1", live[i % live.size()]->port());
-        auto a = c.call(http::verb::put, "/kv/" + key, value);
-        if (a && a->status == 421 && !a->owner.empty()) {
-            ++redirects;
-            auto hp = lake::split_host_port(a->owner);
-            lake::blocking_http o(hp->first, hp->second);
-            a = o.call(http::verb::put, "/kv/" + key, value);
+        std::optional<lake::blocking_http::answer> a;
+        // A node's ownership table follows Consul a moment behind: a 421 that names no owner
+        // is retried shortly (bounded).
+        for (int attempt = 0; attempt < 50; ++attempt) {
+            lake::blocking_http c("127.0.0.1", live[(i + attempt) % live.size()]->port());
+            a = c.call(http::verb::put, "/kv/" + key, value);
+            if (a && a->status == 421 && !a->owner.empty()) {
+                ++redirects;
+                auto hp = lake::split_host_port(a->owner);
+                lake::blocking_http o(hp->first, hp->second);
+                a = o.call(http::verb::put, "/kv/" + key, value);
+            }
+            if (a && a->status == 200) {
+                return true;
+            }
+            std::this_thread::sleep_for(20ms);
         }
-        return a && a->status == 200;
+        std::cout << "put " << key << ": "
+                  << (a ? std::to_string(a->status) + " owner=" + a->owner : "no answer") << "\n";
+        return false;
     };
     unsigned redirects = 0;
     std::size_t written = 0;

@@ -431,10 +431,6 @@ class lake_node {
         // services (a registration and a TTL check per owned partition) would only add load on
         // the agent.
         cfg.register_partition_services = false;
-        // Every acquisition changes the prefix, and every node re-reads all of it: at most one
-        // read per quarter second keeps a cluster that is taking 256 partitions from queueing
-        // its session renewals behind hundreds of listings on the agent.
-        cfg.table_watch.min_changed_interval = 250ms;
         cfg.callbacks.on_acquired = [this](std::uint32_t p, fencing_token) { draining_.erase(p); };
         cfg.callbacks.on_releasing = [this](std::uint32_t p, fencing_token,
                                             lakemesh::partition::drain_done done) {
