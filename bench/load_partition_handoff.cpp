@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
             st.released[p] = steady::now();
             done();
         };
-        cfg.callbacks.on_lost = [&st](std::uint32_t p, partition::fencing_token) {
+        cfg.callbacks.on_lost = [&st](std::uint32_t, partition::fencing_token) {
             --st.owned_total;
         };
         observe::logger log;
