@@ -92,6 +92,19 @@ enum class partition_errc {
     handoff_incomplete,   ///< A stop could not release every partition (Consul unreachable).
 };
 
+/// Failures of a call to another service through lakemesh::mesh_integrator.
+enum class call_errc {
+    no_instances = 1,       ///< Discovery knows no passing instance of the service.
+    all_endpoints_ejected,  ///< Every instance is ejected as an outlier (and panic mode is off).
+    circuit_open,           ///< The service's circuit breaker is open: nothing was sent.
+    bulkhead_full,      ///< The service's concurrency limit is reached (or its queue wait ran out).
+    deadline_exceeded,  ///< The call's deadline (its own or the inherited one) passed.
+    retry_budget_exhausted,  ///< A retry was wanted but the service's retry budget is spent.
+    upstream_status,         ///< The instance answered 5xx or 429 (the status is in diagnostics).
+    not_owner,               ///< The partition's owner refused the call twice ("not owner").
+    mesh_stopped,            ///< The mesh is stopping or stopped: no new calls.
+};
+
 const boost::system::error_category& transport_category() noexcept;
 const boost::system::error_category& consul_category() noexcept;
 const boost::system::error_category& decode_category() noexcept;
@@ -99,6 +112,7 @@ const boost::system::error_category& validation_category() noexcept;
 const boost::system::error_category& policy_category() noexcept;
 const boost::system::error_category& discovery_category() noexcept;
 const boost::system::error_category& partition_category() noexcept;
+const boost::system::error_category& call_category() noexcept;
 
 inline error_code make_error_code(transport_errc e) noexcept {
     return {static_cast<int>(e), transport_category()};
@@ -120,6 +134,9 @@ inline error_code make_error_code(discovery_errc e) noexcept {
 }
 inline error_code make_error_code(partition_errc e) noexcept {
     return {static_cast<int>(e), partition_category()};
+}
+inline error_code make_error_code(call_errc e) noexcept {
+    return {static_cast<int>(e), call_category()};
 }
 
 /// Maps an HTTP status from Consul to its error; 2xx maps to success.
@@ -202,4 +219,6 @@ template <>
 struct is_error_code_enum<lakemesh::discovery_errc> : std::true_type {};
 template <>
 struct is_error_code_enum<lakemesh::partition_errc> : std::true_type {};
+template <>
+struct is_error_code_enum<lakemesh::call_errc> : std::true_type {};
 }  // namespace boost::system

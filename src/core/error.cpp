@@ -222,6 +222,43 @@ const boost::system::error_category& partition_category() noexcept {
     return c;
 }
 
+namespace {
+class call_category_impl final : public boost::system::error_category {
+  public:
+    const char* name() const noexcept override { return "lakemesh.call"; }
+    std::string message(int ev) const override {
+        switch (static_cast<call_errc>(ev)) {
+            case call_errc::no_instances:
+                return "no passing instance of the service is registered in Consul";
+            case call_errc::all_endpoints_ejected:
+                return "every instance of the service is ejected as an outlier";
+            case call_errc::circuit_open:
+                return "the service's circuit breaker is open: the call was not sent";
+            case call_errc::bulkhead_full:
+                return "the service's concurrency limit is reached: the call was not sent";
+            case call_errc::deadline_exceeded:
+                return "the call's deadline passed";
+            case call_errc::retry_budget_exhausted:
+                return "a retry was wanted but the service's retry budget is spent";
+            case call_errc::upstream_status:
+                return "the service answered with a server error or 429 (status in the "
+                       "diagnostics)";
+            case call_errc::not_owner:
+                return "the partition's owner refused the call as not its owner, also after a "
+                       "refresh of the ownership table";
+            case call_errc::mesh_stopped:
+                return "the mesh is stopping or stopped and accepts no new calls";
+        }
+        return "unknown call error";
+    }
+};
+}  // namespace
+
+const boost::system::error_category& call_category() noexcept {
+    static const call_category_impl c;
+    return c;
+}
+
 const boost::system::error_category& discovery_category() noexcept {
     static const discovery_category_impl c;
     return c;
@@ -334,6 +371,10 @@ bool is_retryable(const error_code& ec) noexcept {
     if (cat == partition_category()) {
         // The owner moved: the same request at the new owner may succeed.
         return ec == make_error_code(partition_errc::not_owner);
+    }
+    if (cat == call_category()) {
+        // A 5xx or 429 may pass; an empty or ejected set waits for discovery, not for a retry.
+        return ec == make_error_code(call_errc::upstream_status);
     }
     if (cat == decode_category() || cat == validation_category() || cat == policy_category()) {
         return false;

@@ -1,0 +1,283 @@
+// lakemesh::mesh_integrator: the mesh in one object. On one executor it owns the Consul client,
+// the service cache, the health scheduler and (optionally) the partition registry, registers
+// this service with its checks, and makes resilient calls to other services: discovery, load
+// balancing with outlier ejection, then the service's policy (retry with budget, circuit
+// breaker, bulkhead, deadline, per-try timeout) around a keep-alive connection pool per
+// instance. Calls carry W3C trace context and the remaining deadline to the next hop.
+//
+//   boost::asio::io_context io;
+//   lakemesh::mesh_config cfg;
+//   cfg.service_name = "orders";
+//   cfg.port = 8080;
+//   lakemesh::mesh_integrator mesh(io, cfg);
+//   mesh.async_start([](lakemesh::error_code) {});
+//   mesh.async_call("stock", {.method = "GET", .target = "/items/7"}, {},
+//                   [](lakemesh::error_code ec, lakemesh::call_result r) { ... });
+//   io.run();
+#pragma once
+
+#include <lakemesh/consul/client.hpp>
+#include <lakemesh/consul/client_config.hpp>
+#include <lakemesh/discovery/service_cache.hpp>
+#include <lakemesh/error.hpp>
+#include <lakemesh/health/health_scheduler.hpp>
+#include <lakemesh/mesh/http.hpp>
+#include <lakemesh/observe/log.hpp>
+#include <lakemesh/partition/partition_registry.hpp>
+#include <lakemesh/resilience/deadline.hpp>
+#include <lakemesh/resilience/load_balancer.hpp>
+#include <lakemesh/resilience/policy.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lakemesh {
+
+/// Headers lakemesh puts on calls and reads from incoming requests.
+namespace headers {
+/// W3C Trace Context (https://www.w3.org/TR/trace-context/).
+inline constexpr std::string_view traceparent = "traceparent";
+inline constexpr std::string_view tracestate = "tracestate";
+/// The caller's remaining time in whole milliseconds when the request was sent.
+inline constexpr std::string_view deadline_ms = "X-Lakemesh-Deadline-Ms";
+/// The fencing token of the partition a call targets, and the partition.
+inline constexpr std::string_view fencing_token = "X-Lakemesh-Fencing-Token";
+inline constexpr std::string_view partition = "X-Lakemesh-Partition";
+}  // namespace headers
+
+/// What an incoming request carried from its caller: the deadline and the trace. Pass it as
+/// call_options::parent to calls made while serving the request, so that they inherit the
+/// remaining time and continue the trace.
+struct call_context {
+    /// The caller's deadline, converted to this process's clock (none when the request had no
+    /// deadline header).
+    resilience::deadline deadline{};
+    /// The incoming traceparent and tracestate ("" when absent or malformed).
+    std::string traceparent;
+    std::string tracestate;
+
+    /// Reads the headers of an incoming request. A malformed header is ignored (never an
+    /// error): a bad deadline leaves the deadline unset, a bad traceparent starts a new trace.
+    static call_context from_request(const mesh::http_request& req,
+                                     resilience::time_point now = resilience::clock::now());
+    /// The trace ID (32 hex digits) of traceparent, "" when none.
+    std::string_view trace_id() const noexcept;
+};
+
+/// How calls to one service are made.
+struct service_call_config {
+    /// Retry, budget, breaker, bulkhead, timeout. `target` is set to the service's name.
+    resilience::policy_config policy{};
+    /// Endpoint choice and outlier ejection.
+    resilience::load_balancer_config balancer{};
+    /// Which instances to call (passing only by default, a tag, meta).
+    discovery::service_query query{};
+};
+
+/// What async_start does while Consul cannot be reached.
+enum class start_mode : std::uint8_t {
+    /// Complete async_start once Consul answered, the service is registered and the partition
+    /// registry (if any) has joined.
+    wait_for_consul,
+    /// Complete async_start at once; the mesh keeps trying in the background and ready()
+    /// reports when it got there.
+    degraded,
+};
+
+/// Settings of a mesh_integrator. Plain aggregate; every field has a usable default.
+struct mesh_config {
+    /// This service as registered in Consul. Empty name: a pure client that registers nothing.
+    std::string service_name;
+    /// Instance ID. Empty: "<service_name>-<address>-<port>".
+    std::string service_id;
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 0;
+    std::vector<std::string> tags;
+    std::map<std::string, std::string> meta;
+    /// The service's checks: agent-run (HTTP/TCP/gRPC) or fed by this process's probes.
+    std::vector<health::service_check> checks;
+
+    consul::client_config consul{};
+    discovery::service_cache_config cache{};
+    health::scheduler_config health{};
+
+    /// Calls to services not named in `services`.
+    service_call_config default_calls{};
+    /// Calls to named services (replaces default_calls for that service).
+    std::map<std::string, service_call_config> services;
+    /// Services this one calls: their instances are resolved (and watched) at start.
+    std::vector<std::string> dependencies;
+
+    /// The partition registry. Empty: this service owns no partitions.
+    std::optional<partition::registry_config> partitions;
+
+    start_mode start = start_mode::degraded;
+    /// How long async_stop lets in-flight calls finish before it cancels them.
+    std::chrono::milliseconds stop_timeout{5000};
+    /// Connection pool per instance: connect timeout, idle connections kept, idle lifetime,
+    /// largest response body.
+    std::chrono::milliseconds connect_timeout{1000};
+    std::size_t max_idle_connections_per_instance = 32;
+    std::chrono::milliseconds idle_connection_timeout{30000};
+    std::size_t max_response_body = 16u * 1024u * 1024u;
+
+    /// Consul's settings from its environment variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
+    /// ...), everything else at its default. Errors as consul::client_config::from_env.
+    static mesh_config from_env(error_code& ec, diagnostics& diag);
+    /// Reads a JSON configuration (see README "Configuration file"): unknown fields, wrong
+    /// types and invalid values are errors that name the field (e.g. "services.stock.policy.
+    /// retry.max_attempts"), and a syntax error names its line and column. Consul's environment
+    /// variables apply first; the file's "consul" object overrides them.
+    static mesh_config from_json(std::string_view text, error_code& ec, diagnostics& diag);
+    /// from_json on a file's contents; a file that cannot be read is invalid_configuration.
+    static mesh_config from_json_file(const std::string& path, error_code& ec, diagnostics& diag);
+};
+
+/// Checks a configuration without touching the network (names, port, the partition registry's
+/// settings, the Consul client's). Errors as validation_errc with the field in diag.
+error_code validate(const mesh_config& cfg, diagnostics& diag);
+
+/// Per-call options of async_call.
+struct call_options {
+    /// Time allowed for the whole call. Zero: the service policy's timeout. The call ends at the
+    /// earliest of this, the policy's timeout and parent.deadline.
+    std::chrono::milliseconds timeout{0};
+    /// Whether the request may be sent twice. Empty: by method (GET, HEAD, PUT, DELETE, OPTIONS
+    /// and TRACE are idempotent). A non-idempotent call is retried only when it provably never
+    /// left (connect failures).
+    std::optional<bool> idempotent;
+    /// The incoming request this call is made for: deadline and trace are inherited.
+    call_context parent{};
+};
+
+/// The outcome of a call.
+struct call_result {
+    /// The last answer received (status 0 when none arrived).
+    mesh::http_response response;
+    /// "address:port" of the instance that answered last ("" when none was tried).
+    std::string endpoint;
+    /// Attempts sent (0 when the call was refused before any).
+    unsigned attempts = 0;
+    /// The traceparent sent with the call.
+    std::string traceparent;
+    /// For failures: the service, the endpoint, the attempts and what went wrong.
+    diagnostics diag;
+};
+
+/// Counters, for metrics. Read on the executor.
+struct mesh_stats {
+    std::uint64_t calls = 0;
+    std::uint64_t call_failures = 0;
+    std::uint64_t attempts = 0;
+    std::size_t in_flight = 0;
+};
+
+/// Thread safety: everything on the executor (a strand when the io_context runs on several
+/// threads), except what the parts themselves allow from any thread (cache lookups, the
+/// partition table's route()). Callbacks and completion handlers run on the executor (or the
+/// handler's associated executor).
+/// Lifetime: the destructor stops timers and closes connections without any network exchange
+/// (nothing is deregistered: call async_stop first for a graceful stop). In-flight calls then
+/// complete with operation_aborted.
+class mesh_integrator {
+  public:
+    using executor_type = boost::asio::any_io_executor;
+
+    mesh_integrator(executor_type ex, mesh_config cfg, observe::logger log = {});
+    mesh_integrator(boost::asio::io_context& io, mesh_config cfg, observe::logger log = {});
+    ~mesh_integrator();
+    mesh_integrator(const mesh_integrator&) = delete;
+    mesh_integrator& operator=(const mesh_integrator&) = delete;
+
+    executor_type get_executor() const noexcept;
+    const mesh_config& config() const noexcept;
+
+    consul::client& client() noexcept;
+    discovery::service_cache& cache() noexcept;
+    health::health_scheduler& health() noexcept;
+    /// The partition registry; null when mesh_config::partitions is empty.
+    partition::partition_registry* partitions() noexcept;
+    /// The resilience policy calls to `service` go through (created on first use).
+    resilience::policy& policy_of(const std::string& service);
+    /// The load balancer of `service`, null before the first call to it.
+    const resilience::load_balancer* balancer_of(const std::string& service) const;
+
+    /// Registers the service and its checks, starts their probes, resolves the dependencies and
+    /// joins the partition registry. An unreachable Consul is not an error: the mesh keeps
+    /// trying with back-off; with start_mode::degraded this completes at once, with
+    /// wait_for_consul once ready(). Idempotent.
+    /// Completion: void(error_code). Errors: validation_errc (the configuration),
+    /// partition_errc::config_mismatch, call_errc::mesh_stopped (async_stop came first).
+    template <class Token = boost::asio::default_completion_token_t<executor_type>>
+    auto async_start(Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto h) {
+                start(boost::asio::any_completion_handler<void(error_code)>(std::move(h)));
+            },
+            token);
+    }
+
+    /// Stops in order: refuses new calls, hands the partitions off, deregisters the service and
+    /// destroys the session, stops the watches, lets in-flight calls finish up to stop_timeout
+    /// (then cancels them) and closes the connections. Idempotent.
+    /// Completion: void(error_code): the first error of the registry's or scheduler's stop
+    /// (e.g. partition_errc::handoff_incomplete), else success.
+    template <class Token = boost::asio::default_completion_token_t<executor_type>>
+    auto async_stop(Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto h) {
+                stop(boost::asio::any_completion_handler<void(error_code)>(std::move(h)));
+            },
+            token);
+    }
+
+    /// True once Consul answered, the service is registered and the registry (if any) joined.
+    bool ready() const noexcept;
+    /// Why ready() is false ("" when it is true).
+    std::string not_ready_reason() const;
+
+    /// One HTTP request to one instance of `service`, chosen by the service's balancer, under
+    /// the service's policy. A retry goes to another instance when there is one. Statuses below
+    /// 500 (other than 429) are answers, not errors: check result.response.status.
+    /// Completion: void(error_code, call_result). Errors: call_errc (no_instances,
+    /// all_endpoints_ejected, circuit_open, bulkhead_full, deadline_exceeded,
+    /// retry_budget_exhausted, upstream_status, mesh_stopped), the transport's
+    /// (transport_errc::connect_failed, connection_closed, timeout for a per-try timeout, ...),
+    /// discovery and Consul errors of the first resolve, operation_aborted when cancelled
+    /// through the handler's cancellation slot.
+    template <class Token = boost::asio::default_completion_token_t<executor_type>>
+    auto async_call(std::string service, mesh::http_request request, call_options options,
+                    Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code, call_result)>(
+            [this](auto h, std::string s, mesh::http_request r, call_options o) {
+                call(std::move(s), std::move(r), std::move(o),
+                     boost::asio::any_completion_handler<void(error_code, call_result)>(
+                         std::move(h)));
+            },
+            token, std::move(service), std::move(request), std::move(options));
+    }
+
+    mesh_stats stats() const noexcept;
+
+  private:
+    void start(boost::asio::any_completion_handler<void(error_code)> h);
+    void stop(boost::asio::any_completion_handler<void(error_code)> h);
+    void call(std::string service, mesh::http_request request, call_options options,
+              boost::asio::any_completion_handler<void(error_code, call_result)> h);
+
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace lakemesh

@@ -1,0 +1,705 @@
+#include "http_pool.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <optional>
+#include <vector>
+
+namespace lakemesh::mesh {
+
+// ------------------------------------------------------------------ http.hpp
+
+namespace {
+
+constexpr char ascii_lower(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return ascii_lower(x) == ascii_lower(y);
+           });
+}
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+std::string_view find_header(const header_list& headers, std::string_view name) noexcept {
+    for (const auto& [n, v] : headers) {
+        if (iequals(n, name)) {
+            return v;
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+std::string_view http_request::header(std::string_view name) const noexcept {
+    return find_header(headers, name);
+}
+
+void http_request::set_header(std::string name, std::string value) {
+    auto first = std::find_if(headers.begin(), headers.end(),
+                              [&](const auto& h) { return iequals(h.first, name); });
+    if (first == headers.end()) {
+        headers.emplace_back(std::move(name), std::move(value));
+        return;
+    }
+    first->first = std::move(name);
+    first->second = std::move(value);
+    headers.erase(std::remove_if(std::next(first), headers.end(),
+                                 [&](const auto& h) { return iequals(h.first, first->first); }),
+                  headers.end());
+}
+
+std::string_view http_response::header(std::string_view name) const noexcept {
+    return find_header(headers, name);
+}
+
+bool is_idempotent_method(std::string_view method) noexcept {
+    return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+           method == "OPTIONS" || method == "TRACE";
+}
+
+// ------------------------------------------------------------------ http_pool
+
+namespace detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct connection {
+    explicit connection(const asio::any_io_executor& ex) : stream(ex) {}
+
+    beast::tcp_stream stream;
+    /// Bytes read past the last response; a pooled connection has none.
+    beast::flat_buffer buffer;
+    steady::time_point idle_since;
+
+    /// Pending operations complete with operation_aborted.
+    void close() {
+        error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        stream.close();
+    }
+};
+
+struct endpoint_key {
+    std::string host;
+    std::uint16_t port = 0;
+};
+struct endpoint_ref {
+    std::string_view host;
+    std::uint16_t port = 0;
+};
+/// Orders endpoint_key and endpoint_ref alike, so a lookup needs no key string.
+struct endpoint_less {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+        return std::pair<std::string_view, std::uint16_t>(a.host, a.port) <
+               std::pair<std::string_view, std::uint16_t>(b.host, b.port);
+    }
+};
+
+struct endpoint_pool {
+    /// Oldest first: the newest is reused, the oldest expire.
+    std::vector<std::unique_ptr<connection>> idle;
+    /// Exchanges with this endpoint in flight; the entry stays while there are any.
+    std::size_t active = 0;
+};
+
+using endpoint_map = std::map<endpoint_key, endpoint_pool, endpoint_less>;
+
+/// "[::1]" and "::1" name the same endpoint; the bare form is the key and what resolves.
+std::string_view bare_host(std::string_view host) noexcept {
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        return host.substr(1, host.size() - 2);
+    }
+    return host;
+}
+
+/// host:port as in a URL, an IPv6 literal in brackets.
+std::string authority(std::string_view host, std::uint16_t port, bool omit_port_80) {
+    std::string out;
+    const bool v6 = host.find(':') != std::string_view::npos;
+    out.reserve(host.size() + 8);
+    if (v6) {
+        out += '[';
+    }
+    out += host;
+    if (v6) {
+        out += ']';
+    }
+    if (!omit_port_80 || port != 80) {
+        char digits[8];
+        auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), port);
+        out += ':';
+        out.append(digits, end);
+    }
+    return out;
+}
+
+bool is_tchar(char c) noexcept {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+        return true;
+    }
+    return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+bool is_token(std::string_view s) noexcept {
+    return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
+bool has_cr_or_lf(std::string_view s) noexcept {
+    return s.find_first_of("\r\n") != std::string_view::npos;
+}
+bool is_ctl(char c) noexcept {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+}
+/// Field values may hold obs-text and HTAB, nothing else below 0x20, nor DEL.
+bool is_field_value(std::string_view s) noexcept {
+    return std::none_of(s.begin(), s.end(), [](char c) { return c != '\t' && is_ctl(c); });
+}
+bool is_visible(std::string_view s) noexcept {
+    return std::none_of(s.begin(), s.end(), [](char c) { return c == ' ' || is_ctl(c); });
+}
+
+/// Checks what async_send puts on the wire. CR or LF anywhere is header_injection (the usual
+/// attack through unchecked input); any other malformed part is invalid_argument.
+error_code validate(std::string_view host, const http_request& req, diagnostics& diag) {
+    auto fail = [&](validation_errc e, std::string msg) {
+        diag.set_client_message(std::move(msg));
+        return error_code(e);
+    };
+    if (has_cr_or_lf(req.method)) {
+        return fail(validation_errc::header_injection, "the HTTP method contains CR or LF");
+    }
+    if (has_cr_or_lf(req.target)) {
+        return fail(validation_errc::header_injection, "the request target contains CR or LF");
+    }
+    if (has_cr_or_lf(host)) {
+        return fail(validation_errc::header_injection, "the host name contains CR or LF");
+    }
+    for (const auto& [name, value] : req.headers) {
+        if (has_cr_or_lf(name) || has_cr_or_lf(value)) {
+            return fail(validation_errc::header_injection,
+                        "header '" + std::string(name.substr(0, name.find_first_of("\r\n"))) +
+                            "' contains CR or LF in its name or value");
+        }
+    }
+    if (!is_token(req.method)) {
+        return fail(validation_errc::invalid_argument,
+                    "HTTP method '" + req.method + "' is not an RFC 9110 token");
+    }
+    if (req.target.empty() || !is_visible(req.target)) {
+        return fail(validation_errc::invalid_argument,
+                    "request target '" + req.target +
+                        "' is empty or holds a space or control character (encode it first)");
+    }
+    if (host.empty() || !is_visible(host)) {
+        return fail(
+            validation_errc::invalid_argument,
+            "host '" + std::string(host) + "' is empty or holds a space or control character");
+    }
+    for (const auto& [name, value] : req.headers) {
+        if (!is_token(name)) {
+            return fail(validation_errc::invalid_argument,
+                        "header name '" + name + "' is not an RFC 9110 token");
+        }
+        if (!is_field_value(value)) {
+            return fail(validation_errc::invalid_argument,
+                        "header '" + name + "' has a control character in its value");
+        }
+    }
+    return {};
+}
+
+/// Whether `name` is a header lakemesh sets itself (the framing and the connection's fate).
+bool is_reserved_header(std::string_view name) noexcept {
+    return iequals(name, "Host") || iequals(name, "Content-Length") ||
+           iequals(name, "Connection") || iequals(name, "Transfer-Encoding");
+}
+
+void build_request(http::request<http::string_body>& out, const http_request& req,
+                   std::string_view host, std::uint16_t port, bool close_after) {
+    out.version(11);
+    out.method_string(req.method);  // a known verb is kept as the enum, others as text
+    out.target(req.target);
+    out.set(http::field::host, authority(host, port, true));
+    bool user_agent = false;
+    for (const auto& [name, value] : req.headers) {
+        if (is_reserved_header(name)) {
+            continue;
+        }
+        user_agent = user_agent || iequals(name, "User-Agent");
+        out.insert(name, value);
+    }
+    if (!user_agent) {
+        out.set(http::field::user_agent, "lakemesh/0.1");
+    }
+    if (close_after) {
+        out.set(http::field::connection, "close");
+    }
+    // As http::message::prepare_payload: a length for any body, and for methods that expect one.
+    if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+        out.content_length(req.body.size());
+    }
+    out.body() = req.body;
+}
+
+/// The peer closed or reset the connection (rather than sending something wrong).
+bool is_closed_connection(const error_code& ec) noexcept {
+    return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+           ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
+           ec == asio::error::not_connected;
+}
+
+bool is_http_error(const error_code& ec) noexcept {
+    return ec.category() == make_error_code(http::error::end_of_stream).category();
+}
+
+/// Closes the idle connections past `idle_timeout` (zero: none expire).
+void drop_expired(std::vector<std::unique_ptr<connection>>& idle, steady::time_point now,
+                  std::chrono::milliseconds idle_timeout) {
+    if (idle_timeout.count() <= 0) {
+        return;
+    }
+    auto fresh = std::find_if(idle.begin(), idle.end(),
+                              [&](const auto& c) { return now - c->idle_since < idle_timeout; });
+    for (auto it = idle.begin(); it != fresh; ++it) {
+        (*it)->close();
+    }
+    idle.erase(idle.begin(), fresh);
+}
+
+}  // namespace
+
+struct http_pool::state {
+    endpoint_map endpoints;
+    std::uint64_t opened = 0;
+    steady::time_point last_sweep = steady::now();
+    bool shut_down = false;
+
+    /// An endpoint with nothing idle and nothing in flight is forgotten: instances come and go.
+    void forget_if_unused(endpoint_map::iterator it) {
+        if (it->second.idle.empty() && it->second.active == 0) {
+            endpoints.erase(it);
+        }
+    }
+    /// Expires idle connections of every endpoint, also those no longer called.
+    void sweep(steady::time_point now, std::chrono::milliseconds idle_timeout) {
+        last_sweep = now;
+        for (auto it = endpoints.begin(); it != endpoints.end();) {
+            drop_expired(it->second.idle, now, idle_timeout);
+            auto next = std::next(it);
+            forget_if_unused(it);
+            it = next;
+        }
+    }
+};
+
+/// One exchange, each step a callback: take an idle connection or open one (resolve, then each
+/// address in turn under one connect deadline), write, read until a final response, then pool
+/// or close the connection and complete. Cancellation closes the socket (or cancels the
+/// resolver); each step looks at `cancelled` first, so whatever the aborted operation reports,
+/// the outcome is operation_aborted.
+struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
+    exchange(std::shared_ptr<http_pool> pool, endpoint_map::iterator ep, bool idempotent,
+             diagnostics& diag, handler_type&& handler)
+        : pool(std::move(pool)),
+          ep(ep),
+          idempotent(idempotent),
+          diag(diag),
+          handler(std::move(handler)) {}
+
+    std::shared_ptr<http_pool> pool;
+    endpoint_map::iterator ep;  // stable: the entry stays while ep->second.active > 0
+    bool idempotent;
+    diagnostics& diag;
+    handler_type handler;  // only ever move-constructed (Boost 1.81's move assignment recurses)
+    asio::cancellation_slot slot;
+    http::request<http::string_body> request;
+    std::unique_ptr<connection> conn;
+    std::optional<http::response_parser<http::string_body>> parser;
+    std::optional<tcp::resolver> resolver;
+    std::vector<tcp::endpoint> addresses;
+    std::size_t next_address = 0;
+    /// `conn` came from the pool rather than being opened for this exchange.
+    bool reused = false;
+    /// The request already went out once on a pooled connection found dead.
+    bool retried = false;
+    bool cancelled = false;
+
+    const std::string& host() const noexcept { return ep->first.host; }
+    std::uint16_t port() const noexcept { return ep->first.port; }
+    std::string where() const { return authority(host(), port(), false); }
+    std::string what() const {
+        return std::string(request.method_string()) + ' ' + std::string(request.target());
+    }
+
+    void start(steady::time_point now) {
+        slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) {
+            // Weak: an exchange destroyed unfinished (its io_context gone) leaves the slot
+            // holding this handler.
+            slot.assign([weak = weak_from_this()](asio::cancellation_type type) {
+                if (type == asio::cancellation_type::none) {
+                    return;
+                }
+                if (auto self = weak.lock()) {
+                    self->cancel();
+                }
+            });
+        }
+        auto& idle = ep->second.idle;
+        drop_expired(idle, now, pool->cfg_.idle_timeout);
+        if (idle.empty()) {
+            open();
+            return;
+        }
+        conn = std::move(idle.back());
+        idle.pop_back();
+        reused = true;
+        write();
+    }
+
+    void cancel() {
+        if (cancelled) {
+            return;
+        }
+        cancelled = true;
+        if (resolver) {
+            resolver->cancel();
+        }
+        if (conn) {
+            conn->close();
+        }
+    }
+
+    // -------------------------------------------------------------- connect
+
+    void open() {
+        reused = false;
+        conn = std::make_unique<connection>(pool->ex_);
+        if (!addresses.empty()) {  // a retry: the addresses are known
+            next_address = 0;
+            connect_next();
+            return;
+        }
+        error_code not_ip;
+        const auto ip = asio::ip::make_address(host(), not_ip);
+        if (!not_ip) {
+            addresses.emplace_back(ip, port());
+            connect_next();
+            return;
+        }
+        char digits[8];
+        auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), port());
+        resolver.emplace(pool->ex_);
+        resolver->async_resolve(
+            host(), std::string_view(digits, static_cast<std::size_t>(end - digits)),
+            tcp::resolver::numeric_service,
+            [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
+                self->resolved(ec, results);
+            });
+    }
+
+    void resolved(error_code ec, const tcp::resolver::results_type& results) {
+        if (cancelled) {
+            return finish(asio::error::operation_aborted);
+        }
+        if (!ec && results.empty()) {
+            ec = asio::error::host_not_found;
+        }
+        if (ec) {
+            return fail(transport_errc::resolve_failed,
+                        "resolving " + host() + " (for " + where() + "): " + ec.message());
+        }
+        for (const auto& r : results) {
+            addresses.push_back(r.endpoint());
+        }
+        connect_next();
+    }
+
+    void connect_next() {
+        if (next_address == 0 && pool->cfg_.connect_timeout.count() > 0) {
+            // One deadline for every address.
+            conn->stream.expires_after(pool->cfg_.connect_timeout);
+        }
+        const tcp::endpoint to = addresses[next_address++];
+        conn->stream.async_connect(
+            to, [self = shared_from_this()](error_code ec) { self->connected(ec); });
+    }
+
+    void connected(error_code ec) {
+        if (cancelled) {
+            return finish(asio::error::operation_aborted);
+        }
+        if (ec == beast::error::timeout) {
+            return fail(transport_errc::connect_failed,
+                        "connecting to " + where() + ": no connection within " +
+                            std::to_string(pool->cfg_.connect_timeout.count()) +
+                            " ms (connect_timeout)");
+        }
+        if (ec) {
+            if (next_address < addresses.size()) {
+                error_code ignored;
+                conn->stream.socket().close(ignored);
+                connect_next();
+                return;
+            }
+            return fail(transport_errc::connect_failed,
+                        "connecting to " + where() + ": " + ec.message());
+        }
+        conn->stream.expires_never();
+        error_code ignored;
+        conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+        ++pool->st_->opened;
+        write();
+    }
+
+    // -------------------------------------------------------------- exchange
+
+    void write() {
+        http::async_write(
+            conn->stream, request,
+            [self = shared_from_this()](error_code ec, std::size_t) { self->written(ec); });
+    }
+
+    void written(error_code ec) {
+        if (cancelled) {
+            return finish(asio::error::operation_aborted);
+        }
+        if (ec) {
+            return io_failed(ec, false, "while sending the request");
+        }
+        read();
+    }
+
+    void read() {
+        const auto& cfg = pool->cfg_;
+        parser.emplace();
+        parser->body_limit(cfg.max_response_body);
+        parser->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+            cfg.max_response_header, std::numeric_limits<std::uint32_t>::max())));
+        // An answer to HEAD has no body, whatever its Content-Length says.
+        parser->skip(request.method() == http::verb::head);
+        http::async_read(
+            conn->stream, conn->buffer, *parser,
+            [self = shared_from_this()](error_code ec, std::size_t) { self->got_response(ec); });
+    }
+
+    void got_response(error_code ec) {
+        if (cancelled) {
+            return finish(asio::error::operation_aborted);
+        }
+        if (ec) {
+            return io_failed(ec, parser->got_some() || conn->buffer.size() != 0,
+                             "before the response was complete");
+        }
+        auto& msg = parser->get();
+        const unsigned status = msg.result_int();
+        if (status == 101) {
+            return fail(transport_errc::protocol_error,
+                        where() + " switched protocols (101) without being asked to");
+        }
+        if (status >= 100 && status < 200) {
+            read();  // interim (100 Continue, 103 Early Hints): the final response follows
+            return;
+        }
+        // Bytes beyond the response would be taken for the start of the next one.
+        const bool keep_alive = parser->keep_alive() && conn->buffer.size() == 0;
+        http_response out;
+        out.status = status;
+        out.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
+        for (const auto& f : msg) {
+            out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+        }
+        out.body = std::move(msg.body());
+        release(keep_alive);
+        finish({}, std::move(out));
+    }
+
+    /// A write or read failed; `got_bytes`: some of a response had come back.
+    void io_failed(error_code ec, bool got_bytes, const char* when) {
+        const auto& cfg = pool->cfg_;
+        if (ec == http::error::body_limit) {
+            return fail(decode_errc::body_too_large,
+                        "response from " + where() + " to " + what() +
+                            " has a body larger than max_response_body (" +
+                            std::to_string(cfg.max_response_body) + " bytes)");
+        }
+        if (ec == http::error::header_limit) {
+            return fail(transport_errc::protocol_error,
+                        "response from " + where() + " to " + what() +
+                            " has a head larger than max_response_header (" +
+                            std::to_string(cfg.max_response_header) + " bytes)");
+        }
+        if (reused && !got_bytes && is_closed_connection(ec)) {
+            // The peer had closed the pooled connection (its idle timeout, a restart) before
+            // this request reached it, or so it looks: nothing came back.
+            conn->close();
+            conn.reset();
+            if (idempotent && !retried) {
+                retried = true;
+                open();
+                return;
+            }
+            return fail(
+                transport_errc::connection_closed,
+                where() + " closed the pooled keep-alive connection without answering " + what() +
+                    " (" + ec.message() + "); not sent again" +
+                    (retried ? " (it was a retry already)" : " since it is not idempotent"));
+        }
+        if (is_http_error(ec) && !is_closed_connection(ec)) {
+            return fail(transport_errc::protocol_error, "bad HTTP response from " + where() +
+                                                            " to " + what() + ": " + ec.message());
+        }
+        return fail(transport_errc::connection_closed, where() + " closed the connection " + when +
+                                                           " (" + what() + "): " + ec.message());
+    }
+
+    // -------------------------------------------------------------- outcome
+
+    /// Pools the connection after a complete response, or closes it.
+    void release(bool keep_alive) {
+        auto& st = *pool->st_;
+        auto& idle = ep->second.idle;
+        const std::size_t cap = pool->cfg_.max_idle_per_endpoint;
+        if (!keep_alive || st.shut_down || cap == 0) {
+            return;  // finish closes it
+        }
+        if (idle.size() >= cap) {
+            idle.front()->close();  // the oldest is the likeliest to be closed by the peer
+            idle.erase(idle.begin());
+        }
+        conn->idle_since = steady::now();
+        idle.push_back(std::move(conn));
+    }
+
+    void fail(error_code ec, std::string message) {
+        diag.set_client_message(std::move(message));
+        finish(ec);
+    }
+
+    void finish(error_code ec, http_response response = {}) {
+        if (ec == asio::error::operation_aborted) {
+            diag.set_client_message(what() + " to " + where() + " was cancelled");
+        }
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+        if (conn) {
+            conn->close();
+            conn.reset();
+        }
+        auto& st = *pool->st_;
+        --ep->second.active;
+        st.forget_if_unused(ep);
+        // Always from a completion of this exchange's own operations, never from async_send.
+        auto hex = asio::get_associated_executor(handler, pool->ex_);
+        asio::dispatch(hex, [h = std::move(handler), ec, r = std::move(response)]() mutable {
+            std::move(h)(ec, std::move(r));
+        });
+    }
+};
+
+http_pool::http_pool(asio::any_io_executor ex, http_pool_config cfg)
+    : ex_(std::move(ex)), cfg_(cfg), st_(std::make_unique<state>()) {}
+
+http_pool::~http_pool() {
+    shutdown();
+}
+
+void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
+                           bool idempotent, diagnostics& diag, handler_type handler) {
+    auto& st = *st_;
+    const std::string_view bare = bare_host(host);
+    auto early = [&](error_code ec) {
+        auto hex = asio::get_associated_executor(handler, ex_);
+        asio::post(ex_, asio::bind_executor(hex, [h = std::move(handler), ec]() mutable {
+                       std::move(h)(ec, http_response{});
+                   }));
+    };
+    if (st.shut_down) {
+        diag.set_client_message("the HTTP pool is shut down; nothing sent to " +
+                                authority(bare, port, false));
+        return early(asio::error::operation_aborted);
+    }
+    if (tls) {
+        diag.set_client_message("TLS to service instances is not supported yet (" +
+                                authority(bare, port, false) + ")");
+        return early(transport_errc::tls_handshake_failed);
+    }
+    if (auto ec = validate(bare, req, diag)) {
+        return early(ec);
+    }
+
+    const auto now = steady::now();
+    if (cfg_.idle_timeout.count() > 0 && now - st.last_sweep >= cfg_.idle_timeout) {
+        st.sweep(now, cfg_.idle_timeout);
+    }
+    auto ep = st.endpoints.find(endpoint_ref{bare, port});
+    if (ep == st.endpoints.end()) {
+        if (bare.size() != host.size()) {
+            host = std::string(bare);
+        }
+        ep = st.endpoints.emplace(endpoint_key{std::move(host), port}, endpoint_pool{}).first;
+    }
+    ++ep->second.active;
+    auto op =
+        std::make_shared<exchange>(shared_from_this(), ep, idempotent, diag, std::move(handler));
+    build_request(op->request, req, ep->first.host, port, cfg_.max_idle_per_endpoint == 0);
+    op->start(now);
+}
+
+void http_pool::shutdown() {
+    auto& st = *st_;
+    st.shut_down = true;
+    for (auto it = st.endpoints.begin(); it != st.endpoints.end();) {
+        for (auto& c : it->second.idle) {
+            c->close();
+        }
+        it->second.idle.clear();
+        auto next = std::next(it);
+        st.forget_if_unused(it);
+        it = next;
+    }
+}
+
+std::size_t http_pool::idle_connections(std::string_view host, std::uint16_t port) const {
+    auto it = st_->endpoints.find(endpoint_ref{bare_host(host), port});
+    return it == st_->endpoints.end() ? 0 : it->second.idle.size();
+}
+
+std::uint64_t http_pool::connections_opened() const noexcept {
+    return st_->opened;
+}
+
+}  // namespace detail
+}  // namespace lakemesh::mesh

@@ -1,0 +1,857 @@
+// mesh_integrator: wiring of the parts, start/stop ordering and the resilient call path.
+#include <lakemesh/mesh_integrator.hpp>
+
+#include "mesh/http_pool.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <list>
+#include <random>
+#include <unordered_map>
+
+namespace lakemesh {
+
+namespace asio = boost::asio;
+using resilience::clock;
+
+namespace {
+
+bool valid_name(std::string_view s) {
+    return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '.';
+    });
+}
+
+bool is_lower_hex(std::string_view s) {
+    return std::all_of(s.begin(), s.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+/// version "00", 32 hex trace ID, 16 hex parent ID, 2 hex flags; IDs not all zero.
+bool valid_traceparent(std::string_view tp) {
+    if (tp.size() < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-') {
+        return false;
+    }
+    const auto version = tp.substr(0, 2);
+    const auto trace = tp.substr(3, 32);
+    const auto parent = tp.substr(36, 16);
+    const auto flags = tp.substr(53, 2);
+    if (!is_lower_hex(version) || version == "ff" || !is_lower_hex(trace) ||
+        !is_lower_hex(parent) || !is_lower_hex(flags)) {
+        return false;
+    }
+    if (version == "00" && tp.size() != 55) {
+        return false;
+    }
+    return trace != std::string(32, '0') && parent != std::string(16, '0');
+}
+
+void append_hex(std::string& out, std::uint64_t v, int digits) {
+    static constexpr char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; --i) {
+        out += hex[(v >> (4 * i)) & 0xf];
+    }
+}
+
+error_code map_policy_error(const error_code& ec, const error_code& last) {
+    if (ec.category() != policy_category()) {
+        return ec;
+    }
+    switch (static_cast<policy_errc>(ec.value())) {
+        case policy_errc::circuit_open:
+            return call_errc::circuit_open;
+        case policy_errc::bulkhead_full:
+        case policy_errc::bulkhead_wait_timeout:
+            return call_errc::bulkhead_full;
+        case policy_errc::retry_budget_exhausted:
+            return call_errc::retry_budget_exhausted;
+        case policy_errc::deadline_exceeded:
+            return call_errc::deadline_exceeded;
+        case policy_errc::no_endpoints:
+            return call_errc::no_instances;
+        case policy_errc::retries_exhausted:
+            return last ? last : ec;
+    }
+    return ec;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ call_context
+
+call_context call_context::from_request(const mesh::http_request& req, resilience::time_point now) {
+    call_context ctx;
+    if (auto d = req.header(headers::deadline_ms); !d.empty()) {
+        std::int64_t ms = 0;
+        auto [end, ec] = std::from_chars(d.data(), d.data() + d.size(), ms);
+        if (ec == std::errc{} && end == d.data() + d.size() && ms >= 0) {
+            ctx.deadline = resilience::deadline::after(now, std::chrono::milliseconds(ms));
+        }
+    }
+    if (auto tp = req.header(headers::traceparent); valid_traceparent(tp)) {
+        ctx.traceparent = std::string(tp);
+        ctx.tracestate = std::string(req.header(headers::tracestate));
+    }
+    return ctx;
+}
+
+std::string_view call_context::trace_id() const noexcept {
+    return traceparent.size() >= 35 ? std::string_view(traceparent).substr(3, 32)
+                                    : std::string_view{};
+}
+
+// ------------------------------------------------------------------ validation
+
+error_code validate(const mesh_config& cfg, diagnostics& diag) {
+    auto fail = [&](validation_errc e, std::string msg) {
+        diag.set_client_message(std::move(msg));
+        return make_error_code(e);
+    };
+    if (!cfg.service_name.empty()) {
+        if (!valid_name(cfg.service_name)) {
+            return fail(
+                validation_errc::invalid_name,
+                "service_name '" + cfg.service_name + "': use letters, digits, '-', '_' and '.'");
+        }
+        if (!cfg.service_id.empty() && !valid_name(cfg.service_id)) {
+            return fail(
+                validation_errc::invalid_name,
+                "service_id '" + cfg.service_id + "': use letters, digits, '-', '_' and '.'");
+        }
+        if (cfg.port == 0) {
+            return fail(validation_errc::invalid_argument,
+                        "port: a registered service needs the port it serves on");
+        }
+    }
+    for (const auto& [name, sc] : cfg.services) {
+        if (!valid_name(name)) {
+            return fail(validation_errc::invalid_name,
+                        "services: '" + name + "' is not a valid service name");
+        }
+    }
+    for (const auto& dep : cfg.dependencies) {
+        if (!valid_name(dep)) {
+            return fail(validation_errc::invalid_name,
+                        "dependencies: '" + dep + "' is not a valid service name");
+        }
+    }
+    if (cfg.connect_timeout <= std::chrono::milliseconds::zero()) {
+        return fail(validation_errc::invalid_duration, "connect_timeout must be positive");
+    }
+    if (cfg.stop_timeout < std::chrono::milliseconds::zero()) {
+        return fail(validation_errc::invalid_duration, "stop_timeout must not be negative");
+    }
+    if (auto ec = cfg.consul.validate(diag)) {
+        diag.set_client_message("consul: " + diag.client_message());
+        return ec;
+    }
+    if (cfg.partitions) {
+        if (auto ec = partition::validate(*cfg.partitions, diag)) {
+            diag.set_client_message("partitions: " + diag.client_message());
+            return ec;
+        }
+    }
+    return {};
+}
+
+mesh_config mesh_config::from_env(error_code& ec, diagnostics& diag) {
+    mesh_config cfg;
+    cfg.consul = consul::client_config::from_env(ec, diag);
+    return cfg;
+}
+
+// ------------------------------------------------------------------ impl
+
+struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
+    /// One service this process calls.
+    struct service_state {
+        std::string name;
+        service_call_config cfg;
+        resilience::policy policy;
+        resilience::load_balancer balancer;
+        std::shared_ptr<const discovery::service_snapshot> snapshot;
+
+        service_state(const asio::any_io_executor& ex, std::string n, service_call_config c,
+                      std::uint64_t seed)
+            : name(std::move(n)),
+              cfg(std::move(c)),
+              policy(
+                  ex,
+                  [&] {
+                      auto p = cfg.policy;
+                      p.target = name;
+                      return p;
+                  }(),
+                  {}, seed),
+              balancer(cfg.balancer, seed ^ 0x9e3779b97f4a7c15ULL) {}
+    };
+
+    /// One call in flight.
+    struct call_state {
+        // Constructed with its handler: any_completion_handler's move-assignment recurses in
+        // Boost 1.81, so it is only ever move-constructed.
+        explicit call_state(asio::any_completion_handler<void(error_code, call_result)> h)
+            : handler(std::move(h)) {}
+
+        std::string service;
+        mesh::http_request request;
+        call_options options;
+        bool idempotent = true;
+        call_result result;
+        error_code last_error;
+        std::uint64_t last_endpoint = 0;
+        bool tried = false;
+        asio::cancellation_signal cancel;  // user's cancellation and the stop's
+        diagnostics attempt_diag;
+        asio::any_completion_handler<void(error_code, call_result)> handler;
+        std::list<std::shared_ptr<call_state>>::iterator pos;
+        bool listed = false;
+    };
+
+    asio::any_io_executor ex;
+    mesh_config cfg;
+    observe::logger log;
+    consul::client client;
+    discovery::service_cache cache;
+    health::health_scheduler scheduler;
+    std::optional<partition::partition_registry> registry;
+    std::shared_ptr<mesh::detail::http_pool> pool;
+    std::unordered_map<std::string, std::unique_ptr<service_state>> services;
+    std::list<std::shared_ptr<call_state>> in_flight;
+    std::mt19937_64 ids{std::random_device{}()};
+    std::uint64_t seed_counter = std::random_device{}();
+
+    enum class phase { idle, started, stopping, stopped } state = phase::idle;
+    bool consul_ok = false;
+    bool registry_joined = false;
+    std::string consul_reason = "not started";
+    std::string service_id;
+    asio::steady_timer ready_timer;
+    std::chrono::milliseconds ready_backoff{100};
+    std::vector<asio::any_completion_handler<void(error_code)>> start_waiters;
+    std::vector<asio::any_completion_handler<void(error_code)>> stop_waiters;
+    error_code stop_error;
+    asio::steady_timer drain_timer;
+    bool draining = false;
+    mesh_stats counters;
+
+    impl(asio::any_io_executor e, mesh_config c, observe::logger l)
+        : ex(std::move(e)),
+          cfg(std::move(c)),
+          log(std::move(l)),
+          client(ex, cfg.consul, log),
+          cache(ex, client, cfg.cache, log),
+          scheduler(ex, client, cfg.health, log),
+          pool(std::make_shared<mesh::detail::http_pool>(
+              ex,
+              [&] {
+                  mesh::detail::http_pool_config p;
+                  p.connect_timeout = cfg.connect_timeout;
+                  p.max_idle_per_endpoint = cfg.max_idle_connections_per_instance;
+                  p.idle_timeout = cfg.idle_connection_timeout;
+                  p.max_response_body = cfg.max_response_body;
+                  return p;
+              }())),
+          ready_timer(ex),
+          drain_timer(ex) {
+        service_id = cfg.service_id.empty() && !cfg.service_name.empty()
+                         ? cfg.service_name + "-" + cfg.address + "-" + std::to_string(cfg.port)
+                         : cfg.service_id;
+        if (cfg.partitions) {
+            auto rc = *cfg.partitions;
+            if (rc.port == 0) {
+                rc.address = cfg.address;
+                rc.port = cfg.port;
+            }
+            registry.emplace(ex, client, cache, scheduler, std::move(rc), log);
+        }
+    }
+
+    service_state& state_for(const std::string& name) {
+        auto it = services.find(name);
+        if (it == services.end()) {
+            auto c = cfg.services.find(name);
+            auto sc = c != cfg.services.end() ? c->second : cfg.default_calls;
+            it = services
+                     .emplace(name, std::make_unique<service_state>(ex, name, std::move(sc),
+                                                                    seed_counter++))
+                     .first;
+        }
+        return *it->second;
+    }
+
+    // ---------------------------------------------------------------- readiness
+
+    bool registered() const {
+        if (cfg.service_name.empty()) {
+            return true;
+        }
+        auto s = scheduler.status_of(service_id);
+        return s && s->registered;
+    }
+
+    bool is_ready() const {
+        return state == phase::started && consul_ok && registered() &&
+               (!registry || registry_joined);
+    }
+
+    std::string reason() const {
+        if (state == phase::idle) {
+            return "not started";
+        }
+        if (state != phase::started) {
+            return "stopping or stopped";
+        }
+        if (!consul_ok) {
+            return consul_reason;
+        }
+        if (!registered()) {
+            return "service '" + service_id + "' not registered in Consul yet";
+        }
+        if (registry && !registry_joined) {
+            return "partition registry has not joined the cluster yet";
+        }
+        return {};
+    }
+
+    void complete_start_waiters(error_code ec) {
+        auto waiters = std::move(start_waiters);
+        start_waiters.clear();
+        for (auto& h : waiters) {
+            post_handler(std::move(h), ec);
+        }
+    }
+
+    void post_handler(asio::any_completion_handler<void(error_code)> h, error_code ec) const {
+        auto hex = asio::get_associated_executor(h, ex);
+        asio::post(
+            ex, asio::bind_executor(hex, [h = std::move(h), ec]() mutable { std::move(h)(ec); }));
+    }
+
+    void check_ready() {
+        if (is_ready() && !start_waiters.empty()) {
+            complete_start_waiters({});
+        }
+    }
+
+    /// Asks Consul for its leader: reachability, with back-off while it fails.
+    void readiness_tick() {
+        if (state != phase::started) {
+            return;
+        }
+        client.async_status_leader(
+            [w = weak_from_this()](error_code ec, consul::result<std::string> answer) {
+                const std::string& leader = answer.value;
+                auto self = w.lock();
+                if (!self || self->state != phase::started) {
+                    return;
+                }
+                if (!ec && !leader.empty()) {
+                    self->consul_ok = true;
+                    self->consul_reason.clear();
+                    self->ready_backoff = std::chrono::milliseconds(100);
+                } else {
+                    self->consul_ok = false;
+                    self->consul_reason = ec ? "Consul unreachable: " + ec.message()
+                                             : std::string("Consul has no leader");
+                    self->ready_backoff =
+                        std::min(self->ready_backoff * 2, std::chrono::milliseconds(2000));
+                }
+                self->check_ready();
+                // While waiting for readiness, look again soon; after it, once a second.
+                const auto next = self->is_ready()  ? std::chrono::milliseconds(1000)
+                                  : self->consul_ok ? std::chrono::milliseconds(50)
+                                                    : self->ready_backoff;
+                self->ready_timer.expires_after(next);
+                self->ready_timer.async_wait([w](error_code tec) {
+                    if (auto s = w.lock(); s && !tec) {
+                        s->readiness_tick();
+                    }
+                });
+            });
+    }
+
+    // ---------------------------------------------------------------- start
+
+    void start(asio::any_completion_handler<void(error_code)> h) {
+        if (state == phase::stopping || state == phase::stopped) {
+            post_handler(std::move(h), call_errc::mesh_stopped);
+            return;
+        }
+        if (state == phase::started) {
+            if (cfg.start == start_mode::wait_for_consul && !is_ready()) {
+                start_waiters.push_back(std::move(h));
+            } else {
+                post_handler(std::move(h), {});
+            }
+            return;
+        }
+        diagnostics diag;
+        if (auto ec = validate(cfg, diag)) {
+            log.error("mesh: invalid configuration: " + diag.to_string());
+            post_handler(std::move(h), ec);
+            return;
+        }
+        if (!cfg.service_name.empty()) {
+            health::service_definition def;
+            def.registration.id = service_id;
+            def.registration.name = cfg.service_name;
+            def.registration.address = cfg.address;
+            def.registration.port = cfg.port;
+            def.registration.tags = cfg.tags;
+            def.registration.meta = cfg.meta;
+            def.checks = cfg.checks;
+            if (auto ec = scheduler.register_service(std::move(def))) {
+                log.error("mesh: cannot register service '" + service_id + "': " + ec.message());
+                post_handler(std::move(h), ec);
+                return;
+            }
+        }
+        state = phase::started;
+        for (const auto& dep : cfg.dependencies) {
+            auto& st = state_for(dep);
+            cache.async_resolve(dep, st.cfg.query, [](error_code, discovery::resolve_result) {});
+        }
+        if (registry) {
+            registry->async_start([w = weak_from_this()](error_code ec) {
+                auto self = w.lock();
+                if (!self) {
+                    return;
+                }
+                if (ec) {
+                    self->log.error("mesh: the partition registry could not join: " + ec.message());
+                    if (ec != make_error_code(partition_errc::registry_stopped)) {
+                        self->complete_start_waiters(ec);
+                    }
+                    return;
+                }
+                self->registry_joined = true;
+                self->check_ready();
+            });
+        }
+        if (cfg.start == start_mode::wait_for_consul) {
+            start_waiters.push_back(std::move(h));
+        } else {
+            post_handler(std::move(h), {});
+        }
+        readiness_tick();
+    }
+
+    // ---------------------------------------------------------------- stop
+
+    void stop(asio::any_completion_handler<void(error_code)> h) {
+        if (state == phase::stopped) {
+            post_handler(std::move(h), {});
+            return;
+        }
+        stop_waiters.push_back(std::move(h));
+        if (state == phase::stopping) {
+            return;
+        }
+        const bool was_started = state == phase::started;
+        state = phase::stopping;
+        ready_timer.cancel();
+        complete_start_waiters(call_errc::mesh_stopped);
+        if (!was_started) {
+            // Nothing registered, but calls may be in flight (calls need no start).
+            cache.stop();
+            drain_calls();
+            return;
+        }
+        // 1. Hand the partitions off (the registry needs the session and the calls still work).
+        if (registry) {
+            registry->async_stop([w = weak_from_this()](error_code ec) {
+                if (auto self = w.lock()) {
+                    if (ec && !self->stop_error) {
+                        self->stop_error = ec;
+                    }
+                    self->stop_health();
+                }
+            });
+        } else {
+            stop_health();
+        }
+    }
+
+    // 2. Deregister the service and its checks.
+    void stop_health() {
+        scheduler.async_stop([w = weak_from_this()](error_code ec) {
+            if (auto self = w.lock()) {
+                if (ec && !self->stop_error) {
+                    self->stop_error = ec;
+                }
+                self->cache.stop();
+                self->drain_calls();
+            }
+        });
+    }
+
+    // 3. Let in-flight calls finish, up to stop_timeout; then cancel the rest.
+    void drain_calls() {
+        if (in_flight.empty()) {
+            finish_stop();
+            return;
+        }
+        draining = true;
+        drain_timer.expires_after(cfg.stop_timeout);
+        drain_timer.async_wait([w = weak_from_this()](error_code ec) {
+            auto self = w.lock();
+            if (!self || self->state != phase::stopping) {
+                return;
+            }
+            if (!ec) {
+                self->log.warn("mesh: " + std::to_string(self->in_flight.size()) +
+                               " calls still in flight after the stop timeout; cancelling");
+                for (auto& c : std::vector<std::shared_ptr<call_state>>(self->in_flight.begin(),
+                                                                        self->in_flight.end())) {
+                    c->cancel.emit(asio::cancellation_type::terminal);
+                }
+            }
+        });
+    }
+
+    void call_finished() {
+        if (state == phase::stopping && draining && in_flight.empty()) {
+            drain_timer.cancel();
+            finish_stop();
+        }
+    }
+
+    // 4. Close the connections.
+    void finish_stop() {
+        if (state == phase::stopped) {
+            return;
+        }
+        state = phase::stopped;
+        pool->shutdown();
+        auto waiters = std::move(stop_waiters);
+        stop_waiters.clear();
+        for (auto& h : waiters) {
+            post_handler(std::move(h), stop_error);
+        }
+    }
+
+    // ---------------------------------------------------------------- calls
+
+    void complete_call(const std::shared_ptr<call_state>& c, error_code ec) {
+        if (c->listed) {
+            in_flight.erase(c->pos);
+            c->listed = false;
+        }
+        ++counters.calls;
+        if (ec) {
+            ++counters.call_failures;
+            std::string msg = "call to service '" + c->service +
+                              "': " + std::to_string(c->result.attempts) + " attempt(s)";
+            if (!c->result.endpoint.empty()) {
+                msg += ", last to " + c->result.endpoint;
+            }
+            msg += ": " + ec.message();
+            if (!c->attempt_diag.client_message().empty() && c->last_error &&
+                c->last_error.category() != call_category()) {
+                msg += " (" + c->attempt_diag.client_message() + ")";
+            }
+            c->result.diag.set_client_message(std::move(msg));
+            if (c->result.response.status != 0) {
+                c->result.diag.set_http_status(c->result.response.status);
+            }
+        }
+        auto h = std::move(c->handler);
+        auto hex = asio::get_associated_executor(h, ex);
+        asio::post(ex, asio::bind_executor(
+                           hex, [h = std::move(h), ec, r = std::move(c->result)]() mutable {
+                               std::move(h)(ec, std::move(r));
+                           }));
+        call_finished();
+    }
+
+    std::string make_traceparent(const call_context& parent, const mesh::http_request& req) {
+        std::string tp;
+        tp.reserve(55);
+        tp += "00-";
+        std::string_view incoming = parent.traceparent;
+        if (incoming.empty()) {
+            if (auto own = req.header(headers::traceparent); valid_traceparent(own)) {
+                incoming = own;
+            }
+        }
+        if (!incoming.empty()) {
+            tp += incoming.substr(3, 32);
+        } else {
+            std::uint64_t hi = 0;
+            std::uint64_t lo = 0;
+            while (hi == 0 && lo == 0) {
+                hi = ids();
+                lo = ids();
+            }
+            append_hex(tp, hi, 16);
+            append_hex(tp, lo, 16);
+        }
+        tp += '-';
+        std::uint64_t span = 0;
+        while (span == 0) {
+            span = ids();
+        }
+        append_hex(tp, span, 16);
+        tp += incoming.empty() ? "-01" : std::string("-").append(incoming.substr(53, 2));
+        return tp;
+    }
+
+    void refresh_balancer(service_state& st) {
+        auto view = st.cfg.query == discovery::service_query{}
+                        ? cache.lookup(st.name)
+                        : cache.lookup(st.name, st.cfg.query);
+        if (!view || view.get() == st.snapshot.get()) {
+            return;
+        }
+        st.snapshot = view.share();
+        std::vector<resilience::endpoint> eps;
+        eps.reserve(st.snapshot->instances.size());
+        for (const auto& inst : st.snapshot->instances) {
+            resilience::endpoint e;
+            e.id = inst.node + "/" + inst.id;
+            e.address = inst.address;
+            e.port = inst.port;
+            e.health = inst.status == consul::check_status::warning
+                           ? resilience::endpoint_health::warning
+                           : resilience::endpoint_health::passing;
+            e.weight_passing = static_cast<std::uint32_t>(std::max(inst.weights.passing, 0));
+            e.weight_warning = static_cast<std::uint32_t>(std::max(inst.weights.warning, 0));
+            eps.push_back(std::move(e));
+        }
+        st.balancer.update(std::move(eps), clock::now());
+    }
+
+    void call(std::string service, mesh::http_request req, call_options opts,
+              asio::any_completion_handler<void(error_code, call_result)> h) {
+        auto c = std::make_shared<call_state>(std::move(h));
+        c->service = std::move(service);
+        c->request = std::move(req);
+        c->options = std::move(opts);
+        if (state == phase::stopping || state == phase::stopped) {
+            complete_call(c, call_errc::mesh_stopped);
+            return;
+        }
+        if (!valid_name(c->service)) {
+            c->attempt_diag.set_client_message("service name '" + c->service + "' is invalid");
+            complete_call(c, validation_errc::invalid_name);
+            return;
+        }
+        c->idempotent =
+            c->options.idempotent.value_or(mesh::is_idempotent_method(c->request.method));
+        c->result.traceparent = make_traceparent(c->options.parent, c->request);
+        c->request.set_header(std::string(headers::traceparent), c->result.traceparent);
+        if (!c->options.parent.tracestate.empty() &&
+            c->request.header(headers::tracestate).empty()) {
+            c->request.set_header(std::string(headers::tracestate), c->options.parent.tracestate);
+        }
+        in_flight.push_back(c);
+        c->pos = std::prev(in_flight.end());
+        c->listed = true;
+        // The user's cancellation reaches the call through our own signal, which the stop uses too.
+        auto slot = asio::get_associated_cancellation_slot(c->handler);
+        if (slot.is_connected()) {
+            slot.assign([w = std::weak_ptr<call_state>(c)](asio::cancellation_type t) {
+                if (auto cs = w.lock()) {
+                    cs->cancel.emit(t);
+                }
+            });
+        }
+        auto& st = state_for(c->service);
+        refresh_balancer(st);
+        if (st.snapshot) {
+            run(st, c);
+            return;
+        }
+        cache.async_resolve(c->service, st.cfg.query,
+                            [w = weak_from_this(), c](error_code ec, discovery::resolve_result) {
+                                auto self = w.lock();
+                                if (!self) {
+                                    return;
+                                }
+                                if (ec) {
+                                    self->complete_call(c, ec);
+                                    return;
+                                }
+                                auto& s = self->state_for(c->service);
+                                self->refresh_balancer(s);
+                                self->run(s, c);
+                            });
+    }
+
+    void run(service_state& st, const std::shared_ptr<call_state>& c) {
+        resilience::call_options po;
+        po.inherited = c->options.parent.deadline;
+        if (c->options.timeout > std::chrono::milliseconds::zero()) {
+            po.inherited = po.inherited.nested(clock::now(), c->options.timeout);
+        }
+        po.idempotent = c->idempotent;
+        po.last_error = &c->last_error;
+        auto op = [w = weak_from_this(), c, name = st.name](const resilience::attempt_context& actx,
+                                                            auto token) {
+            return asio::async_initiate<decltype(token), void(error_code)>(
+                [&w, &c, &name, &actx](auto handler) {
+                    auto self = w.lock();
+                    asio::any_completion_handler<void(error_code)> h(std::move(handler));
+                    if (!self) {
+                        std::move(h)(make_error_code(asio::error::operation_aborted));
+                        return;
+                    }
+                    self->attempt(name, c, actx, std::move(h));
+                },
+                token);
+        };
+        resilience::async_execute(
+            st.policy, po, std::move(op),
+            asio::bind_cancellation_slot(c->cancel.slot(), [w = weak_from_this(), c,
+                                                            fallback = ex](error_code ec) {
+                if (auto self = w.lock()) {
+                    self->complete_call(c, map_policy_error(ec, c->last_error));
+                    return;
+                }
+                // The mesh was destroyed: the call still completes, as aborted.
+                auto h = std::move(c->handler);
+                auto hex = asio::get_associated_executor(h, fallback);
+                asio::post(fallback, asio::bind_executor(hex, [h = std::move(h),
+                                                               r = std::move(c->result)]() mutable {
+                               std::move(h)(make_error_code(asio::error::operation_aborted),
+                                            std::move(r));
+                           }));
+            }));
+    }
+
+    void attempt(const std::string& name, const std::shared_ptr<call_state>& c,
+                 const resilience::attempt_context& actx,
+                 asio::any_completion_handler<void(error_code)> handler) {
+        auto& st = state_for(name);
+        refresh_balancer(st);
+        const auto now = clock::now();
+        auto& lb = st.balancer;
+        std::optional<resilience::endpoint_handle> pick = lb.pick(now);
+        // A retry goes elsewhere when there is anywhere else to go.
+        for (int i = 0;
+             pick && c->tried && pick->key == c->last_endpoint && i < 8 && lb.eligible().size() > 1;
+             ++i) {
+            pick = lb.pick(now);
+        }
+        if (!pick) {
+            const error_code ec =
+                lb.endpoints().empty() ? call_errc::no_instances : call_errc::all_endpoints_ejected;
+            asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+            return;
+        }
+        const auto& ep = lb.at(*pick);
+        c->tried = true;
+        c->last_endpoint = pick->key;
+        c->result.endpoint = ep.address + ":" + std::to_string(ep.port);
+        ++c->result.attempts;
+        ++counters.attempts;
+        if (actx.call_deadline.is_set()) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                actx.call_deadline.remaining(now));
+            c->request.set_header(std::string(headers::deadline_ms), std::to_string(left.count()));
+        }
+        lb.on_start(*pick);
+        c->attempt_diag.clear();
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        pool->async_send(
+            ep.address, ep.port, false, c->request, c->idempotent, c->attempt_diag,
+            asio::bind_cancellation_slot(
+                slot,
+                [w = weak_from_this(), c, name, h = *pick, started = now,
+                 handler = std::move(handler)](error_code ec, mesh::http_response resp) mutable {
+                    auto self = w.lock();
+                    if (self) {
+                        const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
+                        const bool cancelled = ec == asio::error::operation_aborted;
+                        if (!cancelled) {
+                            const auto end = clock::now();
+                            self->state_for(name).balancer.on_finish(h, end, end - started,
+                                                                     !ec && !server_error);
+                        }
+                        if (server_error) {
+                            ec = call_errc::upstream_status;
+                        }
+                        if (!ec || resp.status != 0) {
+                            c->result.response = std::move(resp);
+                        }
+                    }
+                    std::move(handler)(ec);
+                }));
+    }
+};
+
+// ------------------------------------------------------------------ facade
+
+mesh_integrator::mesh_integrator(executor_type ex, mesh_config cfg, observe::logger log)
+    : impl_(std::make_shared<impl>(std::move(ex), std::move(cfg), std::move(log))) {}
+
+mesh_integrator::mesh_integrator(boost::asio::io_context& io, mesh_config cfg, observe::logger log)
+    : mesh_integrator(io.get_executor(), std::move(cfg), std::move(log)) {}
+
+mesh_integrator::~mesh_integrator() {
+    impl_->ready_timer.cancel();
+    impl_->drain_timer.cancel();
+    for (auto& c : std::vector<std::shared_ptr<impl::call_state>>(impl_->in_flight.begin(),
+                                                                  impl_->in_flight.end())) {
+        c->cancel.emit(asio::cancellation_type::terminal);
+    }
+    impl_->pool->shutdown();
+}
+
+mesh_integrator::executor_type mesh_integrator::get_executor() const noexcept {
+    return impl_->ex;
+}
+const mesh_config& mesh_integrator::config() const noexcept {
+    return impl_->cfg;
+}
+consul::client& mesh_integrator::client() noexcept {
+    return impl_->client;
+}
+discovery::service_cache& mesh_integrator::cache() noexcept {
+    return impl_->cache;
+}
+health::health_scheduler& mesh_integrator::health() noexcept {
+    return impl_->scheduler;
+}
+partition::partition_registry* mesh_integrator::partitions() noexcept {
+    return impl_->registry ? &*impl_->registry : nullptr;
+}
+resilience::policy& mesh_integrator::policy_of(const std::string& service) {
+    return impl_->state_for(service).policy;
+}
+const resilience::load_balancer* mesh_integrator::balancer_of(const std::string& service) const {
+    auto it = impl_->services.find(service);
+    return it == impl_->services.end() ? nullptr : &it->second->balancer;
+}
+bool mesh_integrator::ready() const noexcept {
+    return impl_->is_ready();
+}
+std::string mesh_integrator::not_ready_reason() const {
+    return impl_->reason();
+}
+mesh_stats mesh_integrator::stats() const noexcept {
+    auto s = impl_->counters;
+    s.in_flight = impl_->in_flight.size();
+    return s;
+}
+
+void mesh_integrator::start(boost::asio::any_completion_handler<void(error_code)> h) {
+    impl_->start(std::move(h));
+}
+void mesh_integrator::stop(boost::asio::any_completion_handler<void(error_code)> h) {
+    impl_->stop(std::move(h));
+}
+void mesh_integrator::call(std::string service, mesh::http_request request, call_options options,
+                           boost::asio::any_completion_handler<void(error_code, call_result)> h) {
+    impl_->call(std::move(service), std::move(request), std::move(options), std::move(h));
+}
+
+}  // namespace lakemesh

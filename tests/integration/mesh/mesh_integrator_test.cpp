@@ -1,0 +1,568 @@
+// mesh_integrator against dev_consul (or the real agent named by CONSUL_HTTP_ADDR): services
+// registered by one mesh are called through another, with retries to another instance,
+// upstream statuses, the breaker, the retry budget, deadlines, outlier ejection and return,
+// trace context and deadline over two hops, start while Consul is unreachable, and the ordered
+// stop. The upstream instances are small HTTP servers on the test's io_context.
+#include <lakemesh/mesh_integrator.hpp>
+
+#include "consul_target.hpp"
+#include "tcp_forwarder.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+
+namespace lakemesh::test {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+/// One instance of an upstream service: an HTTP/1.1 keep-alive server on the test's io_context.
+/// `handle` answers each request (possibly later, through the reply callback).
+class upstream {
+  public:
+    using reply_fn = std::function<void(mesh::http_response)>;
+    using handler_fn = std::function<void(const mesh::http_request&, reply_fn)>;
+
+    explicit upstream(asio::io_context& io) : io_(io), acceptor_(io, {tcp::v4(), 0}) {
+        handle = [this](const mesh::http_request&, reply_fn reply) {
+            mesh::http_response r;
+            r.status = status;
+            r.body = body;
+            reply(std::move(r));
+        };
+        asio::co_spawn(io_, accept_loop(), asio::detached);
+    }
+    ~upstream() { close(); }
+
+    void close() {
+        error_code ignored;
+        acceptor_.close(ignored);
+        for (auto& s : sockets_) {
+            if (auto sp = s.lock()) {
+                sp->close(ignored);
+            }
+        }
+    }
+
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+    unsigned status = 200;
+    std::string body = "ok";
+    handler_fn handle;
+    std::vector<mesh::http_request> seen;
+
+  private:
+    asio::awaitable<void> accept_loop() {
+        for (;;) {
+            auto [ec, sock] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+                co_return;
+            }
+            auto sp = std::make_shared<tcp::socket>(std::move(sock));
+            sockets_.push_back(sp);
+            asio::co_spawn(io_, serve(sp), asio::detached);
+        }
+    }
+
+    asio::awaitable<void> serve(std::shared_ptr<tcp::socket> sock) {
+        boost::beast::flat_buffer buf;
+        for (;;) {
+            http::request<http::string_body> req;
+            auto [ec, n] =
+                co_await http::async_read(*sock, buf, req, asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+                co_return;
+            }
+            mesh::http_request in;
+            in.method = std::string(req.method_string());
+            in.target = std::string(req.target());
+            for (const auto& f : req) {
+                in.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+            }
+            in.body = req.body();
+            seen.push_back(in);
+            // The reply may come later: wait on a channel-like timer that the reply fires.
+            auto answered = std::make_shared<std::optional<mesh::http_response>>();
+            auto wake =
+                std::make_shared<asio::steady_timer>(io_, asio::steady_timer::time_point::max());
+            handle(in, [answered, wake](mesh::http_response r) {
+                *answered = std::move(r);
+                wake->cancel();
+            });
+            if (!answered->has_value()) {
+                co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
+            }
+            if (!answered->has_value() || !sock->is_open()) {
+                co_return;
+            }
+            http::response<http::string_body> res{static_cast<http::status>((**answered).status),
+                                                  11};
+            for (const auto& [k, v] : (**answered).headers) {
+                res.set(k, v);
+            }
+            res.body() = (**answered).body;
+            res.keep_alive(req.keep_alive());
+            res.prepare_payload();
+            auto [wec, wn] =
+                co_await http::async_write(*sock, res, asio::as_tuple(asio::use_awaitable));
+            if (wec || !req.keep_alive()) {
+                co_return;
+            }
+        }
+    }
+
+    asio::io_context& io_;
+    tcp::acceptor acceptor_;
+    std::vector<std::weak_ptr<tcp::socket>> sockets_;
+};
+
+class mesh_integrator_test : public ::testing::Test {
+  protected:
+    consul_target target;
+    asio::io_context io;
+    std::string service = unique_name("svc");
+    std::deque<upstream> upstreams;
+    std::deque<mesh_integrator> providers;  // register the upstream instances
+
+    bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                return false;
+            }
+            io.run_for(5ms);
+            io.restart();
+        }
+        return true;
+    }
+
+    mesh_config base_config() {
+        mesh_config cfg;
+        cfg.consul = target.client_config();
+        return cfg;
+    }
+
+    /// Starts `n` instances of `name` and registers each through its own mesh.
+    void add_instances(const std::string& name, int n) {
+        for (int i = 0; i < n; ++i) {
+            auto& u = upstreams.emplace_back(io);
+            auto cfg = base_config();
+            cfg.service_name = name;
+            cfg.service_id = name + "-" + std::to_string(upstreams.size());
+            cfg.port = u.port();
+            cfg.start = start_mode::wait_for_consul;
+            auto& m = providers.emplace_back(io, cfg);
+            std::optional<error_code> started;
+            m.async_start([&](error_code ec) { started = ec; });
+            ASSERT_TRUE(run_until([&] { return started.has_value(); }));
+            ASSERT_FALSE(*started) << started->message();
+        }
+    }
+
+    /// The calling side; `tweak` adjusts the called service's call settings.
+    mesh_integrator& caller(const std::function<void(service_call_config&)>& tweak = {}) {
+        auto cfg = base_config();
+        auto sc = cfg.default_calls;
+        sc.balancer.kind = resilience::balancer_kind::round_robin;
+        sc.policy.retry.base_backoff = 1ms;
+        sc.policy.retry.max_backoff = 2ms;
+        if (tweak) {
+            tweak(sc);
+        }
+        cfg.services[service] = sc;
+        caller_.emplace(io, cfg);
+        return *caller_;
+    }
+
+    struct outcome {
+        error_code ec;
+        call_result result;
+    };
+
+    outcome call(mesh_integrator& m, const std::string& svc, mesh::http_request req = {},
+                 call_options opts = {}) {
+        std::optional<outcome> out;
+        m.async_call(svc, std::move(req), std::move(opts), [&](error_code ec, call_result r) {
+            out = outcome{ec, std::move(r)};
+        });
+        EXPECT_TRUE(run_until([&] { return out.has_value(); })) << "call did not complete";
+        return out.value_or(outcome{});
+    }
+
+    void TearDown() override {
+        for (auto* m : all_meshes()) {
+            std::optional<error_code> stopped;
+            m->async_stop([&](error_code ec) { stopped = ec; });
+            run_until([&] { return stopped.has_value(); });
+        }
+    }
+
+    std::vector<mesh_integrator*> all_meshes() {
+        std::vector<mesh_integrator*> out;
+        if (caller_) {
+            out.push_back(&*caller_);
+        }
+        for (auto& p : providers) {
+            out.push_back(&p);
+        }
+        return out;
+    }
+
+    std::optional<mesh_integrator> caller_;
+};
+
+TEST_F(mesh_integrator_test, a_call_reaches_a_registered_instance_with_trace_and_deadline) {
+    add_instances(service, 1);
+    upstreams[0].body = "hello";
+    auto& m = caller();
+    call_options opts;
+    opts.timeout = 2s;
+    auto out = call(m, service, {.method = "GET", .target = "/items/7"}, opts);
+    ASSERT_FALSE(out.ec) << out.ec.message() << " " << out.result.diag.to_string();
+    EXPECT_EQ(out.result.response.status, 200u);
+    EXPECT_EQ(out.result.response.body, "hello");
+    EXPECT_EQ(out.result.attempts, 1u);
+    EXPECT_EQ(out.result.endpoint, "127.0.0.1:" + std::to_string(upstreams[0].port()));
+    ASSERT_EQ(upstreams[0].seen.size(), 1u);
+    const auto& seen = upstreams[0].seen[0];
+    EXPECT_EQ(seen.target, "/items/7");
+    EXPECT_EQ(seen.header("traceparent"), out.result.traceparent);
+    auto ctx = call_context::from_request(seen);
+    EXPECT_EQ(ctx.trace_id().size(), 32u) << out.result.traceparent;
+    const auto ms = std::stoll(std::string(seen.header(headers::deadline_ms)));
+    EXPECT_GT(ms, 1000);
+    EXPECT_LE(ms, 2000);
+}
+
+TEST_F(mesh_integrator_test, a_retry_goes_to_another_instance) {
+    add_instances(service, 2);
+    upstreams[0].status = 503;
+    upstreams[1].status = 503;
+    // No breaker and no ejection: both would (rightly) stop the calls to the failing instances.
+    auto& m = caller([](service_call_config& sc) {
+        sc.policy.circuit_breaker.reset();
+        sc.balancer.outlier_detection.reset();
+    });
+    // Whichever instance round robin picks first fails; the retry must go to the other.
+    for (int i = 0; i < 4; ++i) {
+        upstreams[0].seen.clear();
+        upstreams[1].seen.clear();
+        auto out = call(m, service);
+        EXPECT_EQ(out.ec, make_error_code(call_errc::upstream_status)) << out.ec.message();
+        EXPECT_EQ(out.result.diag.http_status(), 503u);
+        EXPECT_EQ(out.result.attempts, 3u);
+        EXPECT_GE(upstreams[0].seen.size(), 1u);
+        EXPECT_GE(upstreams[1].seen.size(), 1u);
+    }
+    upstreams[1].status = 200;
+    for (int i = 0; i < 4; ++i) {
+        auto out = call(m, service);
+        ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+        EXPECT_EQ(out.result.endpoint, "127.0.0.1:" + std::to_string(upstreams[1].port()));
+        EXPECT_LE(out.result.attempts, 2u);
+    }
+}
+
+TEST_F(mesh_integrator_test, non_idempotent_requests_are_not_sent_twice) {
+    add_instances(service, 2);
+    upstreams[0].status = 503;
+    upstreams[1].status = 503;
+    auto& m = caller();
+    auto out = call(m, service, {.method = "POST", .target = "/orders", .body = "{}"});
+    EXPECT_EQ(out.ec, make_error_code(call_errc::upstream_status));
+    EXPECT_EQ(out.result.attempts, 1u);
+    EXPECT_EQ(upstreams[0].seen.size() + upstreams[1].seen.size(), 1u);
+    // Marked safe, it is retried.
+    call_options safe;
+    safe.idempotent = true;
+    out = call(m, service, {.method = "POST", .target = "/orders", .body = "{}"}, safe);
+    EXPECT_EQ(out.result.attempts, 3u);
+}
+
+TEST_F(mesh_integrator_test, four_hundreds_are_answers_not_errors) {
+    add_instances(service, 1);
+    upstreams[0].status = 404;
+    auto& m = caller();
+    auto out = call(m, service);
+    EXPECT_FALSE(out.ec);
+    EXPECT_EQ(out.result.response.status, 404u);
+    EXPECT_EQ(out.result.attempts, 1u);
+}
+
+TEST_F(mesh_integrator_test, unknown_service_has_no_instances) {
+    auto& m = caller();
+    auto out = call(m, unique_name("nobody"));
+    EXPECT_EQ(out.ec, make_error_code(call_errc::no_instances)) << out.ec.message();
+    EXPECT_NE(out.result.diag.client_message().find("nobody"), std::string::npos);
+    EXPECT_EQ(out.result.attempts, 0u);
+    out = call(m, "bad name/");
+    EXPECT_EQ(out.ec, make_error_code(validation_errc::invalid_name));
+}
+
+TEST_F(mesh_integrator_test, the_breaker_opens_then_lets_a_probe_through) {
+    add_instances(service, 1);
+    upstreams[0].status = 500;
+    auto& m = caller([](service_call_config& sc) {
+        sc.policy.retry.max_attempts = 1;
+        resilience::circuit_breaker_config b;
+        b.consecutive_failures = 2;
+        b.open_duration = 150ms;
+        b.minimum_calls = 1000;
+        sc.policy.circuit_breaker = b;
+    });
+    EXPECT_EQ(call(m, service).ec, make_error_code(call_errc::upstream_status));
+    EXPECT_EQ(call(m, service).ec, make_error_code(call_errc::upstream_status));
+    auto out = call(m, service);
+    EXPECT_EQ(out.ec, make_error_code(call_errc::circuit_open)) << out.ec.message();
+    EXPECT_EQ(upstreams[0].seen.size(), 2u) << "an open breaker sends nothing";
+    upstreams[0].status = 200;
+    // Half-open after open_duration: the probe goes through and closes the breaker.
+    EXPECT_EQ(m.policy_of(service).breaker().state(), resilience::breaker_state::open);
+    ASSERT_TRUE(run_until(
+        [&] { return resilience::clock::now() >= m.policy_of(service).breaker().open_until(); },
+        2s));
+    out = call(m, service);
+    EXPECT_FALSE(out.ec) << out.ec.message();
+    EXPECT_EQ(m.policy_of(service).breaker().state(), resilience::breaker_state::closed);
+}
+
+TEST_F(mesh_integrator_test, a_spent_retry_budget_stops_retries) {
+    add_instances(service, 2);
+    upstreams[0].status = 503;
+    upstreams[1].status = 503;
+    auto& m = caller([](service_call_config& sc) {
+        sc.policy.retry_budget.ratio = 0.0;
+        sc.policy.retry_budget.min_retries_per_second = 0.0;
+        sc.policy.retry_budget.window = 10s;
+        sc.policy.circuit_breaker.reset();
+    });
+    auto out = call(m, service);
+    EXPECT_EQ(out.ec, make_error_code(call_errc::retry_budget_exhausted)) << out.ec.message();
+    EXPECT_EQ(out.result.attempts, 1u);
+}
+
+TEST_F(mesh_integrator_test, the_deadline_ends_a_call_that_gets_no_answer) {
+    add_instances(service, 1);
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));  // never answered in time
+    };
+    auto& m = caller();
+    call_options opts;
+    opts.timeout = 150ms;
+    auto out = call(m, service, {}, opts);
+    EXPECT_EQ(out.ec, make_error_code(call_errc::deadline_exceeded)) << out.ec.message();
+    EXPECT_EQ(held.size(), 1u) << "no attempt after the deadline";
+}
+
+TEST_F(mesh_integrator_test, an_ejected_instance_gets_no_calls_then_returns) {
+    add_instances(service, 2);
+    upstreams[0].status = 503;
+    auto& m = caller([](service_call_config& sc) {
+        sc.policy.retry.max_attempts = 1;
+        sc.policy.circuit_breaker.reset();
+        resilience::outlier_config o;
+        o.consecutive_failures = 1;
+        o.base_ejection_time = 300ms;
+        o.max_ejection_percent = 50;
+        o.panic_threshold_percent = 0;
+        sc.balancer.outlier_detection = o;
+    });
+    // Round robin reaches the failing instance within two calls; it is then ejected.
+    for (int i = 0; i < 2; ++i) {
+        call(m, service);
+    }
+    ASSERT_EQ(upstreams[0].seen.size(), 1u);
+    ASSERT_NE(m.balancer_of(service), nullptr);
+    EXPECT_EQ(m.balancer_of(service)->outliers().ejected_count(), 1u);
+    for (int i = 0; i < 6; ++i) {
+        EXPECT_FALSE(call(m, service).ec);
+    }
+    EXPECT_EQ(upstreams[0].seen.size(), 1u) << "the ejected instance got calls";
+    upstreams[0].status = 200;
+    // After the ejection time it is called again.
+    ASSERT_TRUE(run_until(
+        [&] {
+            call(m, service);
+            return upstreams[0].seen.size() > 1;
+        },
+        3s));
+}
+
+TEST_F(mesh_integrator_test, trace_and_deadline_travel_two_hops) {
+    const std::string front = unique_name("front");
+    add_instances(service, 1);  // the back service
+    add_instances(front, 1);    // the front service, calling the back one
+    auto& m = caller();
+    std::optional<call_context> at_front;
+    upstreams[1].handle = [&](const mesh::http_request& req, upstream::reply_fn reply) {
+        at_front = call_context::from_request(req);
+        call_options nested;
+        nested.parent = *at_front;
+        providers[1].async_call(service, {.target = "/back"}, nested,
+                                [reply](error_code ec, call_result r) {
+                                    mesh::http_response res;
+                                    res.status = ec ? 502 : 200;
+                                    res.body = "front+" + r.response.body;
+                                    reply(std::move(res));
+                                });
+    };
+    upstreams[0].body = "back";
+    call_options opts;
+    opts.timeout = 3s;
+    auto out = call(m, front, {.target = "/front"}, opts);
+    ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+    EXPECT_EQ(out.result.response.body, "front+back");
+    ASSERT_TRUE(at_front.has_value());
+    ASSERT_EQ(upstreams[0].seen.size(), 1u);
+    const auto at_back = call_context::from_request(upstreams[0].seen[0]);
+    const call_context at_client{.traceparent = out.result.traceparent};
+    const auto client_trace = at_client.trace_id();
+    EXPECT_EQ(at_front->trace_id(), client_trace);
+    EXPECT_EQ(at_back.trace_id(), client_trace) << "the back hop continues the caller's trace";
+    EXPECT_NE(at_back.traceparent, at_front->traceparent) << "each hop is its own span";
+    const auto front_ms =
+        std::stoll(std::string(upstreams[1].seen[0].header(headers::deadline_ms)));
+    const auto back_ms = std::stoll(std::string(upstreams[0].seen[0].header(headers::deadline_ms)));
+    EXPECT_LE(front_ms, 3000);
+    EXPECT_GT(back_ms, 0);
+    EXPECT_LE(back_ms, front_ms) << "the back hop inherits what remains of the front's deadline";
+}
+
+TEST_F(mesh_integrator_test, start_while_consul_is_unreachable_then_ready_when_it_answers) {
+    tcp_forwarder link(target.host(), target.port());
+    link.cut();
+    upstream u(io);
+    auto cfg = base_config();
+    cfg.consul.addresses = {consul::agent_address{"127.0.0.1", link.port()}};
+    cfg.consul.connect_timeout = 200ms;
+    cfg.service_name = service;
+    cfg.port = u.port();
+    cfg.start = start_mode::wait_for_consul;
+    mesh_integrator m(io, cfg);
+    std::optional<error_code> started;
+    m.async_start([&](error_code ec) { started = ec; });
+    run_until([] { return false; }, 500ms);
+    EXPECT_FALSE(started.has_value()) << "wait_for_consul completed without Consul";
+    EXPECT_FALSE(m.ready());
+    EXPECT_NE(m.not_ready_reason().find("Consul unreachable"), std::string::npos)
+        << m.not_ready_reason();
+    link.restore();
+    ASSERT_TRUE(run_until([&] { return started.has_value(); }, 15s));
+    EXPECT_FALSE(*started);
+    EXPECT_TRUE(m.ready()) << m.not_ready_reason();
+    // It is registered: another mesh can call it.
+    auto& c = caller();
+    auto out = call(c, service);
+    EXPECT_FALSE(out.ec) << out.result.diag.to_string();
+    std::optional<error_code> stopped;
+    m.async_stop([&](error_code ec) { stopped = ec; });
+    run_until([&] { return stopped.has_value(); });
+}
+
+TEST_F(mesh_integrator_test, degraded_start_completes_at_once) {
+    tcp_forwarder link(target.host(), target.port());
+    link.cut();
+    auto cfg = base_config();
+    cfg.consul.addresses = {consul::agent_address{"127.0.0.1", link.port()}};
+    cfg.consul.connect_timeout = 200ms;
+    mesh_integrator m(io, cfg);
+    std::optional<error_code> started;
+    m.async_start([&](error_code ec) { started = ec; });
+    ASSERT_TRUE(run_until([&] { return started.has_value(); }, 1s));
+    EXPECT_FALSE(*started);
+    EXPECT_FALSE(m.ready());
+    link.restore();
+    EXPECT_TRUE(run_until([&] { return m.ready(); }, 15s)) << m.not_ready_reason();
+}
+
+TEST_F(mesh_integrator_test, stop_lets_calls_finish_then_deregisters_and_refuses_new_calls) {
+    add_instances(service, 1);
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));
+    };
+    auto& m = caller();
+    std::optional<outcome> in_flight;
+    m.async_call(service, {}, {}, [&](error_code ec, call_result r) {
+        in_flight = outcome{ec, std::move(r)};
+    });
+    ASSERT_TRUE(run_until([&] { return held.size() == 1; }));
+    std::optional<error_code> stopped;
+    m.async_stop([&](error_code ec) { stopped = ec; });
+    run_until([&] { return stopped.has_value(); }, 300ms);
+    EXPECT_FALSE(stopped.has_value()) << "the stop did not wait for the call in flight";
+    auto refused = call(m, service);
+    EXPECT_EQ(refused.ec, make_error_code(call_errc::mesh_stopped));
+    mesh::http_response late;
+    late.status = 200;
+    late.body = "late";
+    held[0](std::move(late));
+    ASSERT_TRUE(run_until([&] { return stopped.has_value(); }));
+    ASSERT_TRUE(in_flight.has_value());
+    EXPECT_FALSE(in_flight->ec);
+    EXPECT_EQ(in_flight->result.response.body, "late");
+    // A provider's stop deregisters its instance: nobody can call it any more.
+    std::optional<error_code> pstopped;
+    providers[0].async_stop([&](error_code ec) { pstopped = ec; });
+    ASSERT_TRUE(run_until([&] { return pstopped.has_value(); }));
+    EXPECT_FALSE(*pstopped);
+    auto raw = target.client();
+    auto r = raw.get("/v1/health/service/" + service);
+    EXPECT_EQ(r.json_body().size(), 0u) << r.body;
+    // Stopping again is fine.
+    std::optional<error_code> again;
+    providers[0].async_stop([&](error_code ec) { again = ec; });
+    ASSERT_TRUE(run_until([&] { return again.has_value(); }));
+    EXPECT_FALSE(*again);
+}
+
+TEST_F(mesh_integrator_test, stop_cancels_calls_that_outlive_its_timeout) {
+    add_instances(service, 1);
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));
+    };
+    auto cfg = base_config();
+    cfg.stop_timeout = 100ms;
+    caller_.emplace(io, cfg);
+    std::optional<outcome> in_flight;
+    caller_->async_call(service, {}, {}, [&](error_code ec, call_result r) {
+        in_flight = outcome{ec, std::move(r)};
+    });
+    ASSERT_TRUE(run_until([&] { return held.size() == 1; }));
+    std::optional<error_code> stopped;
+    caller_->async_stop([&](error_code ec) { stopped = ec; });
+    ASSERT_TRUE(run_until([&] { return stopped.has_value() && in_flight.has_value(); }, 3s));
+    EXPECT_EQ(in_flight->ec, asio::error::operation_aborted) << in_flight->ec.message();
+}
+
+TEST_F(mesh_integrator_test, invalid_configuration_fails_the_start_with_the_field) {
+    auto cfg = base_config();
+    cfg.service_name = "orders";
+    cfg.port = 0;
+    mesh_integrator m(io, cfg);
+    std::optional<error_code> started;
+    m.async_start([&](error_code ec) { started = ec; });
+    ASSERT_TRUE(run_until([&] { return started.has_value(); }));
+    EXPECT_EQ(*started, make_error_code(validation_errc::invalid_argument));
+}
+
+}  // namespace
+}  // namespace lakemesh::test
