@@ -121,6 +121,16 @@ struct mesh_config {
 
     /// The partition registry. Empty: this service owns no partitions.
     std::optional<partition::registry_config> partitions;
+    /// For a service that calls a partitioned cluster without owning partitions: the cluster's
+    /// ownership table (its prefix, e.g. "lakemesh/lake/", and partition count), followed by one
+    /// blocking watch from async_start on. Ignored when `partitions` is set (the registry's own
+    /// table routes then).
+    std::optional<partition::table_config> partition_table;
+    /// How calls to partition owners (async_call_partition) are made. While a partition has no
+    /// owner (a failover), or its owner answers "not owner", attempts are retried with back-off
+    /// within these limits; the defaults wait about 1.5 s.
+    service_call_config partition_calls = default_partition_calls();
+    static service_call_config default_partition_calls();
 
     start_mode start = start_mode::degraded;
     /// How long async_stop lets in-flight calls finish before it cancels them.
@@ -268,6 +278,32 @@ class mesh_integrator {
             token, std::move(service), std::move(request), std::move(options));
     }
 
+    /// async_call to the owner of `key`'s partition (route(key) on the ownership table of the
+    /// registry, or of mesh_config::partition_table). The request carries the owner's fencing
+    /// token (headers::fencing_token) and the partition (headers::partition). An answer 421
+    /// (Misdirected Request) means "not owner": the table is refreshed and the call retried once
+    /// at the owner it then names. A partition without an owner (failover in progress) is
+    /// retried with back-off (mesh_config::partition_calls). Non-idempotent requests are resent
+    /// only after a 421 or when no owner was found, since then nothing acted on them.
+    /// Completion: void(error_code, call_result). Errors: as async_call, and call_errc::not_owner
+    /// (still misdirected after a refresh), call_errc::no_instances (no owner within the retry
+    /// limits), validation_errc::invalid_configuration (no table configured).
+    template <class Token = boost::asio::default_completion_token_t<executor_type>>
+    auto async_call_partition(std::string key, mesh::http_request request, call_options options,
+                              Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code, call_result)>(
+            [this](auto h, std::string k, mesh::http_request r, call_options o) {
+                call_partition(std::move(k), std::move(r), std::move(o),
+                               boost::asio::any_completion_handler<void(error_code, call_result)>(
+                                   std::move(h)));
+            },
+            token, std::move(key), std::move(request), std::move(options));
+    }
+
+    /// The ownership table partition calls route with (the registry's or the configured one);
+    /// null when neither is configured.
+    const partition::partition_table* partition_table() const noexcept;
+
     mesh_stats stats() const noexcept;
 
   private:
@@ -275,6 +311,8 @@ class mesh_integrator {
     void stop(boost::asio::any_completion_handler<void(error_code)> h);
     void call(std::string service, mesh::http_request request, call_options options,
               boost::asio::any_completion_handler<void(error_code, call_result)> h);
+    void call_partition(std::string key, mesh::http_request request, call_options options,
+                        boost::asio::any_completion_handler<void(error_code, call_result)> h);
 
     struct impl;
     std::shared_ptr<impl> impl_;

@@ -213,6 +213,11 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         asio::any_completion_handler<void(error_code, call_result)> handler;
         std::list<std::shared_ptr<call_state>>::iterator pos;
         bool listed = false;
+        // Partition calls: the key, whether the last attempt found no owner, 421s received.
+        bool partition_call = false;
+        std::string key;
+        bool no_owner = false;
+        unsigned misdirected = 0;
     };
 
     asio::any_io_executor ex;
@@ -222,6 +227,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     discovery::service_cache cache;
     health::health_scheduler scheduler;
     std::optional<partition::partition_registry> registry;
+    std::optional<partition::partition_table> own_table;
+    std::unique_ptr<service_state> partition_calls;
     std::shared_ptr<mesh::detail::http_pool> pool;
     std::unordered_map<std::string, std::unique_ptr<service_state>> services;
     std::list<std::shared_ptr<call_state>> in_flight;
@@ -271,6 +278,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 rc.port = cfg.port;
             }
             registry.emplace(ex, client, cache, scheduler, std::move(rc), log);
+        } else if (cfg.partition_table) {
+            own_table.emplace(ex, client, *cfg.partition_table, log);
         }
     }
 
@@ -419,6 +428,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             auto& st = state_for(dep);
             cache.async_resolve(dep, st.cfg.query, [](error_code, discovery::resolve_result) {});
         }
+        if (own_table) {
+            own_table->start();
+        }
         if (registry) {
             registry->async_start([w = weak_from_this()](error_code ec) {
                 auto self = w.lock();
@@ -488,6 +500,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                     self->stop_error = ec;
                 }
                 self->cache.stop();
+                if (self->own_table) {
+                    self->own_table->stop();
+                }
                 self->drain_calls();
             }
         });
@@ -554,8 +569,10 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 msg += ", last to " + c->result.endpoint;
             }
             msg += ": " + ec.message();
-            if (!c->attempt_diag.client_message().empty() && c->last_error &&
-                c->last_error.category() != call_category()) {
+            // The attempt's own diagnostics say more than the code when the
+            // failure came from below (transport, Consul, configuration).
+            if (!c->attempt_diag.client_message().empty() &&
+                (!c->last_error || c->last_error.category() != call_category())) {
                 msg += " (" + c->attempt_diag.client_message() + ")";
             }
             c->result.diag.set_client_message(std::move(msg));
@@ -629,21 +646,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         st.balancer.update(std::move(eps), clock::now());
     }
 
-    void call(std::string service, mesh::http_request req, call_options opts,
-              asio::any_completion_handler<void(error_code, call_result)> h) {
-        auto c = std::make_shared<call_state>(std::move(h));
-        c->service = std::move(service);
-        c->request = std::move(req);
-        c->options = std::move(opts);
-        if (state == phase::stopping || state == phase::stopped) {
-            complete_call(c, call_errc::mesh_stopped);
-            return;
-        }
-        if (!valid_name(c->service)) {
-            c->attempt_diag.set_client_message("service name '" + c->service + "' is invalid");
-            complete_call(c, validation_errc::invalid_name);
-            return;
-        }
+    /// Trace context, idempotency, the in-flight list and the user's cancellation.
+    void prepare(const std::shared_ptr<call_state>& c) {
         c->idempotent =
             c->options.idempotent.value_or(mesh::is_idempotent_method(c->request.method));
         c->result.traceparent = make_traceparent(c->options.parent, c->request);
@@ -664,6 +668,24 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 }
             });
         }
+    }
+
+    void call(std::string service, mesh::http_request req, call_options opts,
+              asio::any_completion_handler<void(error_code, call_result)> h) {
+        auto c = std::make_shared<call_state>(std::move(h));
+        c->service = std::move(service);
+        c->request = std::move(req);
+        c->options = std::move(opts);
+        if (state == phase::stopping || state == phase::stopped) {
+            complete_call(c, call_errc::mesh_stopped);
+            return;
+        }
+        if (!valid_name(c->service)) {
+            c->attempt_diag.set_client_message("service name '" + c->service + "' is invalid");
+            complete_call(c, validation_errc::invalid_name);
+            return;
+        }
+        prepare(c);
         auto& st = state_for(c->service);
         refresh_balancer(st);
         if (st.snapshot) {
@@ -713,7 +735,12 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             asio::bind_cancellation_slot(c->cancel.slot(), [w = weak_from_this(), c,
                                                             fallback = ex](error_code ec) {
                 if (auto self = w.lock()) {
-                    self->complete_call(c, map_policy_error(ec, c->last_error));
+                    auto mapped = map_policy_error(ec, c->last_error);
+                    if (mapped == make_error_code(partition_errc::not_owner)) {
+                        mapped = c->no_owner ? make_error_code(call_errc::no_instances)
+                                             : make_error_code(call_errc::not_owner);
+                    }
+                    self->complete_call(c, mapped);
                     return;
                 }
                 // The mesh was destroyed: the call still completes, as aborted.
@@ -727,30 +754,57 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             }));
     }
 
+    void fail_attempt(asio::any_completion_handler<void(error_code)> handler, error_code ec) {
+        asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+    }
+
     void attempt(const std::string& name, const std::shared_ptr<call_state>& c,
                  const resilience::attempt_context& actx,
                  asio::any_completion_handler<void(error_code)> handler) {
-        auto& st = state_for(name);
-        refresh_balancer(st);
         const auto now = clock::now();
-        auto& lb = st.balancer;
-        std::optional<resilience::endpoint_handle> pick = lb.pick(now);
-        // A retry goes elsewhere when there is anywhere else to go.
-        for (int i = 0;
-             pick && c->tried && pick->key == c->last_endpoint && i < 8 && lb.eligible().size() > 1;
-             ++i) {
+        std::string host;
+        std::uint16_t port = 0;
+        std::optional<resilience::endpoint_handle> pick;
+        if (c->partition_call) {
+            auto* table = routing_table();
+            auto v = table->route(c->key);
+            if (!v.has_owner()) {
+                // Between owners (a failover or a move): nothing was sent; look again soon.
+                c->no_owner = true;
+                table->refresh();
+                fail_attempt(std::move(handler), partition_errc::not_owner);
+                return;
+            }
+            c->no_owner = false;
+            host = v->address;
+            port = v->port;
+            c->request.set_header(std::string(headers::fencing_token), std::to_string(v->token));
+            c->request.set_header(std::string(headers::partition), std::to_string(v.partition()));
+        } else {
+            auto& st = state_for(name);
+            refresh_balancer(st);
+            auto& lb = st.balancer;
             pick = lb.pick(now);
+            // A retry goes elsewhere when there is anywhere else to go.
+            for (int i = 0; pick && c->tried && pick->key == c->last_endpoint && i < 8 &&
+                            lb.eligible().size() > 1;
+                 ++i) {
+                pick = lb.pick(now);
+            }
+            if (!pick) {
+                fail_attempt(std::move(handler), lb.endpoints().empty()
+                                                     ? call_errc::no_instances
+                                                     : call_errc::all_endpoints_ejected);
+                return;
+            }
+            const auto& ep = lb.at(*pick);
+            host = ep.address;
+            port = ep.port;
+            c->last_endpoint = pick->key;
+            lb.on_start(*pick);
         }
-        if (!pick) {
-            const error_code ec =
-                lb.endpoints().empty() ? call_errc::no_instances : call_errc::all_endpoints_ejected;
-            asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
-            return;
-        }
-        const auto& ep = lb.at(*pick);
         c->tried = true;
-        c->last_endpoint = pick->key;
-        c->result.endpoint = ep.address + ":" + std::to_string(ep.port);
+        c->result.endpoint = host + ":" + std::to_string(port);
         ++c->result.attempts;
         ++counters.attempts;
         if (actx.call_deadline.is_set()) {
@@ -758,33 +812,76 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 actx.call_deadline.remaining(now));
             c->request.set_header(std::string(headers::deadline_ms), std::to_string(left.count()));
         }
-        lb.on_start(*pick);
         c->attempt_diag.clear();
         auto slot = asio::get_associated_cancellation_slot(handler);
-        pool->async_send(
-            ep.address, ep.port, false, c->request, c->idempotent, c->attempt_diag,
-            asio::bind_cancellation_slot(
-                slot,
-                [w = weak_from_this(), c, name, h = *pick, started = now,
-                 handler = std::move(handler)](error_code ec, mesh::http_response resp) mutable {
-                    auto self = w.lock();
-                    if (self) {
-                        const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
-                        const bool cancelled = ec == asio::error::operation_aborted;
-                        if (!cancelled) {
-                            const auto end = clock::now();
-                            self->state_for(name).balancer.on_finish(h, end, end - started,
-                                                                     !ec && !server_error);
-                        }
-                        if (server_error) {
-                            ec = call_errc::upstream_status;
-                        }
-                        if (!ec || resp.status != 0) {
-                            c->result.response = std::move(resp);
-                        }
-                    }
-                    std::move(handler)(ec);
-                }));
+        pool->async_send(std::move(host), port, false, c->request, c->idempotent, c->attempt_diag,
+                         asio::bind_cancellation_slot(
+                             slot, [w = weak_from_this(), c, name, pick, started = now,
+                                    handler = std::move(handler)](
+                                       error_code ec, mesh::http_response resp) mutable {
+                                 if (auto self = w.lock()) {
+                                     self->attempt_done(name, *c, pick, started, ec, resp);
+                                 }
+                                 std::move(handler)(ec);
+                             }));
+    }
+
+    /// Classifies one attempt's outcome (in `ec`) and feeds the balancer.
+    void attempt_done(const std::string& name, call_state& c,
+                      const std::optional<resilience::endpoint_handle>& pick,
+                      clock::time_point started, error_code& ec, mesh::http_response& resp) {
+        const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
+        if (pick && ec != asio::error::operation_aborted) {
+            const auto end = clock::now();
+            state_for(name).balancer.on_finish(*pick, end, end - started, !ec && !server_error);
+        }
+        if (server_error) {
+            ec = call_errc::upstream_status;
+        } else if (!ec && c.partition_call && resp.status == 421) {
+            // "Not owner": refresh the table; the retry goes to the owner it names then, once.
+            routing_table()->refresh();
+            ec = ++c.misdirected >= 2 ? make_error_code(call_errc::not_owner)
+                                      : make_error_code(partition_errc::not_owner);
+        }
+        if (!ec || resp.status != 0) {
+            c.result.response = std::move(resp);
+        }
+    }
+
+    partition::partition_table* routing_table() {
+        if (registry) {
+            return &registry->table();
+        }
+        return own_table ? &*own_table : nullptr;
+    }
+    const partition::partition_table* routing_table() const {
+        return const_cast<impl*>(this)->routing_table();
+    }
+
+    void call_partition(std::string key, mesh::http_request req, call_options opts,
+                        asio::any_completion_handler<void(error_code, call_result)> h) {
+        auto c = std::make_shared<call_state>(std::move(h));
+        c->partition_call = true;
+        c->key = std::move(key);
+        c->service = routing_table() ? routing_table()->config().prefix : std::string();
+        c->request = std::move(req);
+        c->options = std::move(opts);
+        if (state == phase::stopping || state == phase::stopped) {
+            complete_call(c, call_errc::mesh_stopped);
+            return;
+        }
+        if (!routing_table()) {
+            c->attempt_diag.set_client_message(
+                "async_call_partition needs mesh_config::partitions or partition_table");
+            complete_call(c, validation_errc::invalid_configuration);
+            return;
+        }
+        if (!partition_calls) {
+            partition_calls = std::make_unique<service_state>(ex, "partitions:" + c->service,
+                                                              cfg.partition_calls, seed_counter++);
+        }
+        prepare(c);
+        run(*partition_calls, c);
     }
 };
 
@@ -830,6 +927,26 @@ resilience::policy& mesh_integrator::policy_of(const std::string& service) {
 const resilience::load_balancer* mesh_integrator::balancer_of(const std::string& service) const {
     auto it = impl_->services.find(service);
     return it == impl_->services.end() ? nullptr : &it->second->balancer;
+}
+const partition::partition_table* mesh_integrator::partition_table() const noexcept {
+    return impl_->routing_table();
+}
+void mesh_integrator::call_partition(
+    std::string key, mesh::http_request request, call_options options,
+    boost::asio::any_completion_handler<void(error_code, call_result)> h) {
+    impl_->call_partition(std::move(key), std::move(request), std::move(options), std::move(h));
+}
+service_call_config mesh_config::default_partition_calls() {
+    service_call_config sc;
+    // Wait out a failover's ownerless moment: 6 attempts, from 50 ms growing to at most 800 ms.
+    sc.policy.retry.max_attempts = 6;
+    sc.policy.retry.base_backoff = std::chrono::milliseconds(50);
+    sc.policy.retry.max_backoff = std::chrono::milliseconds(800);
+    sc.policy.retry.jitter = resilience::jitter_kind::decorrelated;
+    // One breaker over every owner of the cluster would stop calls to healthy owners.
+    sc.policy.circuit_breaker.reset();
+    sc.balancer.outlier_detection.reset();
+    return sc;
 }
 bool mesh_integrator::ready() const noexcept {
     return impl_->is_ready();

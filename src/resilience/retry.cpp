@@ -140,7 +140,9 @@ bool is_unsent_failure(const error_code& ec) noexcept {
     return ec == transport_errc::connect_failed || ec == transport_errc::resolve_failed ||
            ec == transport_errc::tls_handshake_failed ||
            ec == transport_errc::all_addresses_failed || ec == aerr::connection_refused ||
-           ec == aerr::host_unreachable || ec == aerr::network_unreachable;
+           ec == aerr::host_unreachable || ec == aerr::network_unreachable ||
+           // A partition's "not owner" answer (or no owner to send to): nothing acted on it.
+           ec == partition_errc::not_owner;
 }
 
 retry_state::retry_state(const retry_config& cfg, deadline call_deadline,

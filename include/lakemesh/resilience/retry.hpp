@@ -39,7 +39,8 @@ struct retry_config {
     /// applies).
     duration per_try_timeout = duration::zero();
     /// Whether the operation may safely run twice. When false, only failures that prove the
-    /// request never left (connect/resolve/TLS-handshake failures) are retried.
+    /// request never left (connect/resolve/TLS-handshake failures) or was refused unread (a
+    /// partition owner's "not owner", partition_errc::not_owner) are retried.
     bool idempotent = true;
     /// Which errors are worth retrying. Empty: lakemesh::is_retryable.
     std::function<bool(const error_code&)> retry_on{};

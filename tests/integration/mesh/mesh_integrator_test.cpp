@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 namespace lakemesh::test {
 namespace {
@@ -562,6 +563,175 @@ TEST_F(mesh_integrator_test, invalid_configuration_fails_the_start_with_the_fiel
     m.async_start([&](error_code ec) { started = ec; });
     ASSERT_TRUE(run_until([&] { return started.has_value(); }));
     EXPECT_EQ(*started, make_error_code(validation_errc::invalid_argument));
+}
+
+}  // namespace
+}  // namespace lakemesh::test
+
+namespace lakemesh::test {
+namespace {
+
+/// Two nodes owning the partitions of a cluster (each its registry through its mesh, its
+/// requests served by an upstream server that checks ownership), and a client mesh that only
+/// follows the cluster's ownership table.
+class mesh_partition_call_test : public mesh_integrator_test {
+  protected:
+    static constexpr std::uint32_t P = 8;
+    std::string cluster = unique_name("lake");
+    std::deque<mesh_integrator> nodes;
+    /// Requests each node answered with 421 on purpose (consumed first).
+    std::map<std::size_t, int> force_misdirect;
+
+    void add_node(const std::string& id) {
+        auto& u = upstreams.emplace_back(io);
+        const std::size_t index = nodes.size();
+        auto cfg = base_config();
+        cfg.address = "127.0.0.1";
+        cfg.port = u.port();
+        auto rc = partition::registry_config::fast_failover(cluster, id);
+        rc.partitions = P;
+        rc.register_partition_services = false;
+        cfg.partitions = rc;
+        auto& m = nodes.emplace_back(io, cfg);
+        u.handle = [this, index](const mesh::http_request& req, upstream::reply_fn reply) {
+            mesh::http_response r;
+            const auto p = std::stoul(std::string(req.header(headers::partition)));
+            const auto token = std::stoull(std::string(req.header(headers::fencing_token)));
+            auto* reg = nodes[index].partitions();
+            if (force_misdirect[index] > 0 || reg->token_of(p) != token) {
+                --force_misdirect[index];
+                r.status = 421;
+            } else {
+                r.status = 200;
+                r.body = reg->config().node_id + ":" + std::to_string(p);
+            }
+            reply(std::move(r));
+        };
+        m.async_start([](error_code ec) { ASSERT_FALSE(ec) << ec.message(); });
+    }
+
+    mesh_integrator& table_client() {
+        auto cfg = base_config();
+        partition::table_config tc;
+        tc.prefix = "lakemesh/" + cluster + "/";
+        tc.partitions = P;
+        cfg.partition_table = tc;
+        caller_.emplace(io, cfg);
+        caller_->async_start([](error_code) {});
+        return *caller_;
+    }
+
+    bool settled(mesh_integrator& client) {
+        std::size_t owned = 0;
+        for (auto& n : nodes) {
+            if (!n.partitions()->settled()) {
+                return false;
+            }
+            owned += n.partitions()->owned_count();
+        }
+        if (owned != P) {
+            return false;
+        }
+        for (std::uint32_t p = 0; p < P; ++p) {
+            auto v = client.partition_table()->at(p);
+            if (!v.has_owner()) {
+                return false;
+            }
+            bool right = false;
+            for (auto& n : nodes) {
+                right = right || (n.partitions()->config().node_id == v->node &&
+                                  n.partitions()->token_of(p) == v->token);
+            }
+            if (!right) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    outcome call_key(mesh_integrator& m, const std::string& key) {
+        std::optional<outcome> out;
+        m.async_call_partition(key, {.method = "PUT", .target = "/kv/" + key, .body = "v"}, {},
+                               [&](error_code ec, call_result r) {
+                                   out = outcome{ec, std::move(r)};
+                               });
+        EXPECT_TRUE(run_until([&] { return out.has_value(); })) << "call did not complete";
+        return out.value_or(outcome{});
+    }
+
+    void TearDown() override {
+        for (auto& n : nodes) {
+            std::optional<error_code> stopped;
+            n.async_stop([&](error_code ec) { stopped = ec; });
+            run_until([&] { return stopped.has_value(); });
+        }
+        mesh_integrator_test::TearDown();
+    }
+};
+
+TEST_F(mesh_partition_call_test, calls_reach_the_owner_with_its_fencing_token) {
+    add_node("a");
+    add_node("b");
+    auto& c = table_client();
+    ASSERT_TRUE(run_until([&] { return settled(c); }, 20s));
+    for (int i = 0; i < 24; ++i) {
+        const std::string key = "user:" + std::to_string(i);
+        auto out = call_key(c, key);
+        ASSERT_FALSE(out.ec) << key << ": " << out.result.diag.to_string();
+        EXPECT_EQ(out.result.response.status, 200u);
+        EXPECT_EQ(out.result.attempts, 1u);
+        const auto p = c.partition_table()->partition_of(key);
+        auto v = c.partition_table()->at(p);
+        EXPECT_EQ(out.result.response.body, v->node + ":" + std::to_string(p));
+    }
+}
+
+TEST_F(mesh_partition_call_test, a_not_owner_answer_is_retried_once_then_reported) {
+    add_node("a");
+    auto& c = table_client();
+    ASSERT_TRUE(run_until([&] { return settled(c); }, 20s));
+    // A non-idempotent PUT is resent after a 421: the node did not act on it.
+    force_misdirect[0] = 1;
+    auto out = call_key(c, "k1");
+    ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+    EXPECT_EQ(out.result.attempts, 2u);
+    EXPECT_EQ(out.result.response.status, 200u);
+    // Still misdirected after the refresh: reported, not retried forever.
+    force_misdirect[0] = 100;
+    out = call_key(c, "k2");
+    EXPECT_EQ(out.ec, make_error_code(call_errc::not_owner)) << out.ec.message();
+    EXPECT_EQ(out.result.attempts, 2u);
+    EXPECT_EQ(out.result.response.status, 421u);
+}
+
+TEST_F(mesh_partition_call_test, a_moved_partition_is_found_at_its_new_owner) {
+    add_node("a");
+    auto& c = table_client();
+    ASSERT_TRUE(run_until([&] { return settled(c); }, 20s));
+    add_node("b");
+    // Calls keep succeeding while b takes its share over from a (hand-offs, a stale table).
+    int calls = 0;
+    std::set<std::string> owners;
+    ASSERT_TRUE(run_until(
+        [&] {
+            const std::string key = "k" + std::to_string(calls++);
+            auto out = call_key(c, key);
+            EXPECT_FALSE(out.ec) << key << ": " << out.result.diag.to_string();
+            owners.insert(out.result.response.body.substr(0, 1));
+            return settled(c) && owners.size() == 2;
+        },
+        20s));
+}
+
+TEST_F(mesh_partition_call_test, without_a_table_partition_calls_are_a_configuration_error) {
+    auto& m = caller();
+    std::optional<outcome> out;
+    m.async_call_partition("k", {}, {}, [&](error_code ec, call_result r) {
+        out = outcome{ec, std::move(r)};
+    });
+    ASSERT_TRUE(run_until([&] { return out.has_value(); }));
+    EXPECT_EQ(out->ec, make_error_code(validation_errc::invalid_configuration));
+    EXPECT_NE(out->result.diag.client_message().find("partition"), std::string::npos);
 }
 
 }  // namespace
