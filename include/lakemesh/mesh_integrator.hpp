@@ -75,6 +75,19 @@ struct call_context {
     std::string_view trace_id() const noexcept;
 };
 
+/// Hedged requests: when an idempotent attempt has not answered after `delay`, a second one
+/// goes to another instance; the first answer (a status below 500, other than 429) wins and the
+/// other is cancelled. A hedge is sent only when the service has another eligible instance, and
+/// at most one per attempt; both count as one attempt for the retry policy.
+struct hedge_config {
+    bool enabled = false;
+    /// Fixed delay. Zero: the observed p95 of this service's recent answers (at least
+    /// `min_delay`; until `min_samples` answers were seen, no hedge is sent).
+    std::chrono::milliseconds delay{0};
+    std::chrono::milliseconds min_delay{1};
+    std::size_t min_samples = 20;
+};
+
 /// How calls to one service are made.
 struct service_call_config {
     /// Retry, budget, breaker, bulkhead, timeout. `target` is set to the service's name.
@@ -83,6 +96,8 @@ struct service_call_config {
     resilience::load_balancer_config balancer{};
     /// Which instances to call (passing only by default, a tag, meta).
     discovery::service_query query{};
+    /// Off by default. Partition calls are never hedged (one owner).
+    hedge_config hedge{};
 };
 
 /// What async_start does while Consul cannot be reached.
@@ -177,8 +192,11 @@ struct call_result {
     mesh::http_response response;
     /// "address:port" of the instance that answered last ("" when none was tried).
     std::string endpoint;
-    /// Attempts sent (0 when the call was refused before any).
+    /// Attempts sent (0 when the call was refused before any); a hedge counts as one.
     unsigned attempts = 0;
+    /// Hedges sent, and whether the answer came from one.
+    unsigned hedges = 0;
+    bool hedge_won = false;
     /// The traceparent sent with the call.
     std::string traceparent;
     /// For failures: the service, the endpoint, the attempts and what went wrong.
@@ -190,6 +208,8 @@ struct mesh_stats {
     std::uint64_t calls = 0;
     std::uint64_t call_failures = 0;
     std::uint64_t attempts = 0;
+    std::uint64_t hedges = 0;
+    std::uint64_t hedges_won = 0;
     std::size_t in_flight = 0;
 };
 

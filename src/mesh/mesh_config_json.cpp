@@ -294,6 +294,20 @@ void read_calls(const json& j, const std::string& path, service_call_config& out
     if (auto v = r.get("outlier_detection")) {
         read_outliers(*v, r.field_path("outlier_detection"), out.balancer.outlier_detection);
     }
+    if (auto v = r.get("hedge")) {
+        // true: hedge at the observed p95; false: off; an object: the settings.
+        if (v->is_boolean()) {
+            out.hedge.enabled = v->get<bool>();
+        } else {
+            object_reader rh(*v, r.field_path("hedge"));
+            out.hedge.enabled = true;
+            rh.boolean("enabled", out.hedge.enabled);
+            rh.dur("delay", out.hedge.delay);
+            rh.dur("min_delay", out.hedge.min_delay);
+            rh.integer("min_samples", out.hedge.min_samples, 1, 1'000'000);
+            rh.finish();
+        }
+    }
     r.str("tag", out.query.tag);
     r.boolean("include_warning", out.query.include_warning);
     r.string_map("meta", out.query.meta);

@@ -191,6 +191,48 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                   }(),
                   {}, seed),
               balancer(cfg.balancer, seed ^ 0x9e3779b97f4a7c15ULL) {}
+
+        // Recent successful answer latencies, for hedging at the observed p95.
+        static constexpr std::size_t window = 128;
+        std::vector<clock::duration> recent;
+        std::size_t recent_next = 0;
+        std::uint64_t samples = 0;
+        clock::duration p95{};
+
+        void record_latency(clock::duration d) {
+            if (!cfg.hedge.enabled || cfg.hedge.delay > std::chrono::milliseconds::zero()) {
+                return;
+            }
+            if (recent.size() < window) {
+                recent.push_back(d);
+            } else {
+                recent[recent_next] = d;
+                recent_next = (recent_next + 1) % window;
+            }
+            // Recomputed every 16 answers: a sort of 128 durations, off the per-call path.
+            if (++samples % 16 == 0 || samples == cfg.hedge.min_samples) {
+                auto sorted = recent;
+                const auto k = (sorted.size() * 95 + 99) / 100 - 1;
+                std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k),
+                                 sorted.end());
+                p95 = sorted[k];
+            }
+        }
+
+        /// The delay before a hedge, or none when this service does not hedge (yet).
+        std::optional<clock::duration> hedge_delay() const {
+            if (!cfg.hedge.enabled) {
+                return std::nullopt;
+            }
+            if (cfg.hedge.delay > std::chrono::milliseconds::zero()) {
+                return cfg.hedge.delay;
+            }
+            if (samples < std::max<std::uint64_t>(cfg.hedge.min_samples, 1) ||
+                p95 == clock::duration::zero()) {
+                return std::nullopt;
+            }
+            return std::max<clock::duration>(p95, cfg.hedge.min_delay);
+        }
     };
 
     /// One call in flight.
@@ -209,6 +251,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         std::uint64_t last_endpoint = 0;
         bool tried = false;
         asio::cancellation_signal cancel;  // user's cancellation and the stop's
+        bool cancelled = false;            // set before `cancel` is emitted
         diagnostics attempt_diag;
         asio::any_completion_handler<void(error_code, call_result)> handler;
         std::list<std::shared_ptr<call_state>>::iterator pos;
@@ -526,6 +569,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                                " calls still in flight after the stop timeout; cancelling");
                 for (auto& c : std::vector<std::shared_ptr<call_state>>(self->in_flight.begin(),
                                                                         self->in_flight.end())) {
+                    c->cancelled = true;
                     c->cancel.emit(asio::cancellation_type::terminal);
                 }
             }
@@ -664,6 +708,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         if (slot.is_connected()) {
             slot.assign([w = std::weak_ptr<call_state>(c)](asio::cancellation_type t) {
                 if (auto cs = w.lock()) {
+                    cs->cancelled = true;
                     cs->cancel.emit(t);
                 }
             });
@@ -813,6 +858,13 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             c->request.set_header(std::string(headers::deadline_ms), std::to_string(left.count()));
         }
         c->attempt_diag.clear();
+        if (pick && c->idempotent) {
+            auto& st = state_for(name);
+            if (auto delay = st.hedge_delay(); delay && st.balancer.eligible().size() > 1) {
+                hedged(st, c, *pick, std::move(host), port, *delay, std::move(handler));
+                return;
+            }
+        }
         auto slot = asio::get_associated_cancellation_slot(handler);
         pool->async_send(std::move(host), port, false, c->request, c->idempotent, c->attempt_diag,
                          asio::bind_cancellation_slot(
@@ -820,20 +872,149 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                                     handler = std::move(handler)](
                                        error_code ec, mesh::http_response resp) mutable {
                                  if (auto self = w.lock()) {
-                                     self->attempt_done(name, *c, pick, started, ec, resp);
+                                     self->attempt_done(name, *c, pick, started, false, ec, resp);
+                                     if (!ec || resp.status != 0) {
+                                         c->result.response = std::move(resp);
+                                     }
                                  }
                                  std::move(handler)(ec);
                              }));
     }
 
-    /// Classifies one attempt's outcome (in `ec`) and feeds the balancer.
+    /// One attempt sent twice: the primary at once, a hedge to another instance after `delay`
+    /// unless the primary answered by then. The first success wins and cancels the other.
+    struct hedge_state {
+        hedge_state(asio::any_completion_handler<void(error_code)> h,
+                    const asio::any_io_executor& ex)
+            : handler(std::move(h)), timer(ex) {}
+
+        asio::any_completion_handler<void(error_code)> handler;
+        asio::steady_timer timer;
+        asio::cancellation_signal legs[2];
+        diagnostics diag[2];
+        std::string endpoint[2];
+        int running = 0;
+        bool hedge_sent = false;
+        bool done = false;
+        bool cancelled = false;  // by the policy (per-try timeout) or the caller
+    };
+
+    void hedged(service_state& st, const std::shared_ptr<call_state>& c,
+                resilience::endpoint_handle primary, std::string host, std::uint16_t port,
+                clock::duration delay, asio::any_completion_handler<void(error_code)> handler) {
+        auto outer = asio::get_associated_cancellation_slot(handler);
+        auto hs = std::make_shared<hedge_state>(std::move(handler), ex);
+        if (outer.is_connected()) {
+            outer.assign([hs](asio::cancellation_type t) {
+                hs->cancelled = true;
+                hs->timer.cancel();
+                for (auto& leg : hs->legs) {
+                    leg.emit(t);
+                }
+            });
+        }
+        send_leg(st.name, c, hs, 0, primary, std::move(host), port);
+        hs->timer.expires_after(delay);
+        hs->timer.async_wait([w = weak_from_this(), c, hs, name = st.name, primary](error_code ec) {
+            auto self = w.lock();
+            if (!self || ec || hs->done || hs->cancelled) {
+                return;
+            }
+            auto& s = self->state_for(name);
+            auto& lb = s.balancer;
+            const auto now = clock::now();
+            std::optional<resilience::endpoint_handle> pick;
+            for (int i = 0; i < 8 && (!pick || pick->key == primary.key); ++i) {
+                pick = lb.pick(now);
+            }
+            if (!pick || pick->key == primary.key) {
+                return;  // nowhere else to go: the primary alone decides
+            }
+            const auto& ep = lb.at(*pick);
+            lb.on_start(*pick);
+            hs->hedge_sent = true;
+            ++c->result.hedges;
+            ++self->counters.hedges;
+            self->send_leg(name, c, hs, 1, *pick, ep.address, ep.port);
+        });
+    }
+
+    void send_leg(const std::string& name, const std::shared_ptr<call_state>& c,
+                  const std::shared_ptr<hedge_state>& hs, int leg, resilience::endpoint_handle pick,
+                  std::string host, std::uint16_t port) {
+        hs->endpoint[leg] = host + ":" + std::to_string(port);
+        ++hs->running;
+        pool->async_send(
+            std::move(host), port, false, c->request, true, hs->diag[leg],
+            asio::bind_cancellation_slot(
+                hs->legs[leg].slot(),
+                [w = weak_from_this(), c, hs, leg, name, pick, started = clock::now()](
+                    error_code ec, mesh::http_response resp) mutable {
+                    --hs->running;
+                    auto self = w.lock();
+                    if (!self) {
+                        if (!hs->done) {
+                            hs->done = true;
+                            hs->timer.cancel();
+                            std::move(hs->handler)(make_error_code(asio::error::operation_aborted));
+                        }
+                        return;
+                    }
+                    // A leg cancelled because the other won says nothing about its endpoint.
+                    const bool lost = hs->done && !hs->cancelled;
+                    self->attempt_done(name, *c, pick, started, lost, ec, resp);
+                    if (hs->done) {
+                        return;
+                    }
+                    const bool other_running = hs->running > 0;
+                    if (ec && other_running) {
+                        if (resp.status != 0) {
+                            c->result.response = std::move(resp);
+                        }
+                        return;  // the other leg may still succeed
+                    }
+                    hs->done = true;
+                    hs->timer.cancel();
+                    if (other_running) {
+                        hs->legs[1 - leg].emit(asio::cancellation_type::terminal);
+                    }
+                    if (!ec || resp.status != 0) {
+                        c->result.response = std::move(resp);
+                    }
+                    c->result.endpoint = hs->endpoint[leg];
+                    if (!ec && leg == 1) {
+                        c->result.hedge_won = true;
+                        ++self->counters.hedges_won;
+                    }
+                    if (ec) {
+                        c->attempt_diag = hs->diag[leg];
+                    }
+                    asio::get_associated_cancellation_slot(hs->handler).clear();
+                    std::move(hs->handler)(ec);
+                }));
+    }
+
+    /// Classifies one attempt's outcome (in `ec`) and feeds the balancer. `abandoned`: a hedge
+    /// leg that lost.
     void attempt_done(const std::string& name, call_state& c,
                       const std::optional<resilience::endpoint_handle>& pick,
-                      clock::time_point started, error_code& ec, mesh::http_response& resp) {
+                      clock::time_point started, bool abandoned, error_code& ec,
+                      mesh::http_response& resp) {
         const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
-        if (pick && ec != asio::error::operation_aborted) {
-            const auto end = clock::now();
-            state_for(name).balancer.on_finish(*pick, end, end - started, !ec && !server_error);
+        if (pick) {
+            auto& st = state_for(name);
+            if (abandoned || (ec == asio::error::operation_aborted && c.cancelled)) {
+                st.balancer.on_abandon(*pick);
+            } else {
+                // A per-try timeout (operation_aborted without the caller cancelling) is the
+                // endpoint's failure: it feeds ejection and the latency average.
+                const auto end = clock::now();
+                const bool ok = !ec && !server_error;
+                st.balancer.on_finish(*pick, end, end - started, ok);
+                if (ok) {
+                    st.record_latency(end - started);
+                }
+            }
         }
         if (server_error) {
             ec = call_errc::upstream_status;
@@ -842,9 +1023,6 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             routing_table()->refresh();
             ec = ++c.misdirected >= 2 ? make_error_code(call_errc::not_owner)
                                       : make_error_code(partition_errc::not_owner);
-        }
-        if (!ec || resp.status != 0) {
-            c.result.response = std::move(resp);
         }
     }
 
@@ -898,6 +1076,7 @@ mesh_integrator::~mesh_integrator() {
     impl_->drain_timer.cancel();
     for (auto& c : std::vector<std::shared_ptr<impl::call_state>>(impl_->in_flight.begin(),
                                                                   impl_->in_flight.end())) {
+        c->cancelled = true;
         c->cancel.emit(asio::cancellation_type::terminal);
     }
     impl_->pool->shutdown();

@@ -160,6 +160,12 @@ void load_balancer::on_start(const endpoint_handle& h) noexcept {
     }
 }
 
+void load_balancer::on_abandon(const endpoint_handle& h) noexcept {
+    if (const auto i = resolve(h); i && stats_[*i].in_flight > 0) {
+        --stats_[*i].in_flight;
+    }
+}
+
 void load_balancer::on_finish(const endpoint_handle& h, time_point now, duration latency,
                               bool success) {
     const auto index = resolve(h);

@@ -28,7 +28,8 @@ TEST(mesh_config_json, a_full_file_sets_every_part) {
         "calls": {"timeout": "2s", "retry": {"max_attempts": 4, "per_try_timeout": "500ms"},
                   "bulkhead": {"max_concurrent": 10}, "balancer": "least_request"},
         "services": {"stock": {"retry": {"max_attempts": 2}, "circuit_breaker": false,
-                               "tag": "primary"}},
+                               "tag": "primary"},
+                     "search": {"hedge": {"delay": "15ms"}}, "prices": {"hedge": true}},
         "dependencies": ["stock"],
         "partitions": {"cluster": "lake", "node_id": "n1", "partitions": 64,
                        "fast_failover": true},
@@ -66,6 +67,11 @@ TEST(mesh_config_json, a_full_file_sets_every_part) {
     ASSERT_TRUE(stock.policy.bulkhead.has_value());
     EXPECT_EQ(stock.policy.bulkhead->max_concurrent, 10u);
     EXPECT_EQ(stock.query.tag, "primary");
+    EXPECT_FALSE(stock.hedge.enabled);
+    EXPECT_TRUE(cfg.services.at("search").hedge.enabled);
+    EXPECT_EQ(cfg.services.at("search").hedge.delay, 15ms);
+    EXPECT_TRUE(cfg.services.at("prices").hedge.enabled);
+    EXPECT_EQ(cfg.services.at("prices").hedge.delay, 0ms);  // at the observed p95
     EXPECT_EQ(cfg.dependencies, std::vector<std::string>{"stock"});
     ASSERT_TRUE(cfg.partitions.has_value());
     EXPECT_EQ(cfg.partitions->cluster, "lake");
@@ -93,6 +99,10 @@ TEST(mesh_config_json, bad_input_names_the_field) {
          "calls.timeout"},
         {R"({"calls": {"balancer": "fastest"}})", validation_errc::invalid_argument,
          "calls.balancer"},
+        {R"({"calls": {"hedge": {"delay": "soon"}}})", validation_errc::invalid_duration,
+         "calls.hedge.delay"},
+        {R"({"calls": {"hedge": {"after": "5ms"}}})", validation_errc::invalid_configuration,
+         "calls.hedge.after: unknown field"},
         {R"({"start_mode": "later"})", validation_errc::invalid_argument, "start_mode"},
         {R"({"consul": {"address": "no port here"}})", validation_errc::invalid_argument,
          "consul.address"},

@@ -78,6 +78,9 @@ class load_balancer {
     void on_start(const endpoint_handle& h) noexcept;
     /// The call ended after `latency`; `success` feeds outlier ejection.
     void on_finish(const endpoint_handle& h, time_point now, duration latency, bool success);
+    /// The call was abandoned by its caller (cancelled, or a hedge that lost): it no longer
+    /// counts in flight, and says nothing about the endpoint's health or latency.
+    void on_abandon(const endpoint_handle& h) noexcept;
 
     const std::vector<endpoint>& endpoints() const noexcept { return endpoints_; }
     const endpoint& at(const endpoint_handle& h) const noexcept { return endpoints_[h.index]; }

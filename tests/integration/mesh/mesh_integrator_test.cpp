@@ -406,6 +406,132 @@ TEST_F(mesh_integrator_test, an_ejected_instance_gets_no_calls_then_returns) {
         3s));
 }
 
+/// The balancer's index of the upstream listening on `port`.
+std::size_t endpoint_index(const resilience::load_balancer& lb, std::uint16_t port) {
+    for (std::size_t i = 0; i < lb.endpoints().size(); ++i) {
+        if (lb.endpoints()[i].port == port) {
+            return i;
+        }
+    }
+    return lb.endpoints().size();
+}
+
+TEST_F(mesh_integrator_test, a_slow_instance_is_hedged_and_the_fast_answer_wins) {
+    add_instances(service, 2);
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));  // the slow instance: never answers by itself
+    };
+    upstreams[1].body = "fast";
+    auto& m = caller([](service_call_config& sc) {
+        sc.hedge.enabled = true;
+        sc.hedge.delay = 20ms;
+    });
+    // Round robin sends first attempts to the slow instance (every one of them, in fact: the
+    // hedge's own pick moves round robin on).
+    unsigned hedged_calls = 0;
+    for (int i = 0; i < 4; ++i) {
+        auto out = call(m, service);
+        ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+        EXPECT_EQ(out.result.response.body, "fast");
+        EXPECT_EQ(out.result.endpoint, "127.0.0.1:" + std::to_string(upstreams[1].port()));
+        EXPECT_EQ(out.result.attempts, 1u) << "a hedge is part of its attempt";
+        if (out.result.hedges > 0) {
+            EXPECT_TRUE(out.result.hedge_won);
+            ++hedged_calls;
+        } else {
+            EXPECT_FALSE(out.result.hedge_won);
+        }
+    }
+    // Every call whose first attempt went to the slow instance was hedged, and the hedge won.
+    EXPECT_GE(hedged_calls, 1u);
+    EXPECT_EQ(held.size(), hedged_calls);
+    EXPECT_EQ(m.stats().hedges, hedged_calls);
+    EXPECT_EQ(m.stats().hedges_won, hedged_calls);
+    // The losers were cancelled: nothing counts in flight on the slow instance any more, and
+    // being abandoned did not eject it.
+    const auto* lb = m.balancer_of(service);
+    ASSERT_NE(lb, nullptr);
+    const auto slow = endpoint_index(*lb, upstreams[0].port());
+    ASSERT_LT(slow, lb->endpoints().size());
+    EXPECT_EQ(lb->in_flight(slow), 0u);
+    EXPECT_EQ(m.stats().in_flight, 0u);
+}
+
+TEST_F(mesh_integrator_test, hedging_at_the_observed_p95_starts_after_enough_answers) {
+    add_instances(service, 2);
+    auto& m = caller([](service_call_config& sc) {
+        sc.hedge.enabled = true;  // delay zero: the observed p95
+        sc.hedge.min_samples = 10;
+    });
+    for (int i = 0; i < 10; ++i) {
+        auto out = call(m, service);
+        ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+        EXPECT_EQ(out.result.hedges, 0u) << "no hedge before min_samples answers";
+    }
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));
+    };
+    unsigned won = 0;
+    for (int i = 0; i < 2; ++i) {
+        auto out = call(m, service);
+        ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+        won += out.result.hedge_won ? 1 : 0;
+    }
+    EXPECT_GE(won, 1u);
+    EXPECT_EQ(held.size(), won);
+}
+
+TEST_F(mesh_integrator_test, non_idempotent_calls_are_never_hedged) {
+    add_instances(service, 2);
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));
+    };
+    auto& m = caller([](service_call_config& sc) {
+        sc.hedge.enabled = true;
+        sc.hedge.delay = 10ms;
+    });
+    call_options opts;
+    opts.timeout = 200ms;
+    unsigned deadlines = 0;
+    for (int i = 0; i < 2; ++i) {
+        auto out = call(m, service, {.method = "POST", .target = "/orders", .body = "{}"}, opts);
+        EXPECT_EQ(out.result.hedges, 0u);
+        deadlines += out.ec == make_error_code(call_errc::deadline_exceeded) ? 1 : 0;
+    }
+    EXPECT_EQ(deadlines, 1u) << "the POST sent to the slow instance waits for it alone";
+    EXPECT_EQ(m.stats().hedges, 0u);
+}
+
+TEST_F(mesh_integrator_test, a_per_try_timeout_counts_against_the_instance) {
+    add_instances(service, 2);
+    std::vector<upstream::reply_fn> held;
+    upstreams[0].handle = [&](const mesh::http_request&, upstream::reply_fn r) {
+        held.push_back(std::move(r));
+    };
+    auto& m = caller([](service_call_config& sc) {
+        sc.policy.circuit_breaker.reset();
+        sc.policy.retry.per_try_timeout = 50ms;
+        resilience::outlier_config o;
+        o.consecutive_failures = 1;
+        o.base_ejection_time = 10s;
+        o.max_ejection_percent = 50;
+        o.panic_threshold_percent = 0;
+        sc.balancer.outlier_detection = o;
+    });
+    // The hanging instance times out once, is ejected, and the retry lands on the other one.
+    for (int i = 0; i < 4; ++i) {
+        auto out = call(m, service);
+        ASSERT_FALSE(out.ec) << out.result.diag.to_string();
+    }
+    EXPECT_EQ(held.size(), 1u);
+    EXPECT_EQ(m.balancer_of(service)->outliers().ejected_count(), 1u);
+    const auto slow = endpoint_index(*m.balancer_of(service), upstreams[0].port());
+    EXPECT_EQ(m.balancer_of(service)->in_flight(slow), 0u);
+}
+
 TEST_F(mesh_integrator_test, trace_and_deadline_travel_two_hops) {
     const std::string front = unique_name("front");
     add_instances(service, 1);  // the back service

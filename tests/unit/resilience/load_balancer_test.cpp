@@ -111,6 +111,27 @@ TEST(LoadBalancer, LeastRequestAvoidsTheBusiestEndpoint) {
     EXPECT_EQ(lb.in_flight(0), 5U);
 }
 
+TEST(LoadBalancer, AnAbandonedCallLeavesNoTraceButItsEnd) {
+    test::manual_clock clock;
+    load_balancer_config cfg = plain(balancer_kind::peak_ewma);
+    outlier_config o;
+    o.consecutive_failures = 1;
+    cfg.outlier_detection = o;
+    load_balancer lb(cfg, 5);
+    lb.update(make_endpoints(2), clock.now());
+    const auto version = lb.pick(clock.now())->version;
+    const endpoint_handle e0{0, version, 0};
+    lb.on_start(e0);
+    lb.on_start(e0);
+    lb.on_abandon(e0);
+    EXPECT_EQ(lb.in_flight(0), 1U);
+    lb.on_abandon(e0);
+    lb.on_abandon(e0);  // never below zero
+    EXPECT_EQ(lb.in_flight(0), 0U);
+    EXPECT_EQ(lb.outliers().ejected_count(), 0U) << "an abandoned call is not a failure";
+    EXPECT_EQ(lb.cost(0, clock.now()), lb.cost(1, clock.now())) << "nor a latency sample";
+}
+
 TEST(LoadBalancer, PeakEwmaPrefersTheFasterEndpointAndReactsToPeaks) {
     test::manual_clock clock;
     load_balancer_config cfg = plain(balancer_kind::peak_ewma);
