@@ -4,6 +4,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -15,6 +16,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <iterator>
@@ -164,11 +166,25 @@ std::string authority(std::string_view host, std::uint16_t port, bool omit_port_
     return out;
 }
 
-bool is_tchar(char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return true;
+/// RFC 9110 tchar, as a table: this runs over every header name of every call.
+constexpr auto tchar_table = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'a'; c <= 'z'; ++c) {
+        t[static_cast<std::size_t>(c)] = true;
     }
-    return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+    for (int c = 'A'; c <= 'Z'; ++c) {
+        t[static_cast<std::size_t>(c)] = true;
+    }
+    for (int c = '0'; c <= '9'; ++c) {
+        t[static_cast<std::size_t>(c)] = true;
+    }
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) {
+        t[static_cast<unsigned char>(c)] = true;
+    }
+    return t;
+}();
+bool is_tchar(char c) noexcept {
+    return tchar_table[static_cast<unsigned char>(c)];
 }
 bool is_token(std::string_view s) noexcept {
     return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
@@ -244,31 +260,48 @@ bool is_reserved_header(std::string_view name) noexcept {
            iequals(name, "Connection") || iequals(name, "Transfer-Encoding");
 }
 
-void build_request(http::request<http::string_body>& out, const http_request& req,
-                   std::string_view host, std::uint16_t port, bool close_after) {
-    out.version(11);
-    out.method_string(req.method);  // a known verb is kept as the enum, others as text
-    out.target(req.target);
-    out.set(http::field::host, authority(host, port, true));
+/// The request head as it goes on the wire (the body follows it as a second buffer): one
+/// string, written with the body in one gather write. validate() has checked every part.
+void build_head(std::string& out, const http_request& req, std::string_view host,
+                std::uint16_t port, bool close_after) {
+    std::size_t size = req.method.size() + req.target.size() + host.size() + 96;
+    for (const auto& [name, value] : req.headers) {
+        size += name.size() + value.size() + 4;
+    }
+    out.clear();
+    out.reserve(size);
+    out += req.method;
+    out += ' ';
+    out += req.target;
+    out += " HTTP/1.1\r\nHost: ";
+    out += authority(host, port, true);
+    out += "\r\n";
     bool user_agent = false;
     for (const auto& [name, value] : req.headers) {
         if (is_reserved_header(name)) {
             continue;
         }
         user_agent = user_agent || iequals(name, "User-Agent");
-        out.insert(name, value);
+        out += name;
+        out += ": ";
+        out += value;
+        out += "\r\n";
     }
     if (!user_agent) {
-        out.set(http::field::user_agent, "lakemesh/0.1");
+        out += "User-Agent: lakemesh/0.1\r\n";
     }
     if (close_after) {
-        out.set(http::field::connection, "close");
+        out += "Connection: close\r\n";
     }
     // As http::message::prepare_payload: a length for any body, and for methods that expect one.
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-        out.content_length(req.body.size());
+        char digits[24];
+        auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), req.body.size());
+        out += "Content-Length: ";
+        out.append(digits, end);
+        out += "\r\n";
     }
-    out.body() = req.body;
+    out += "\r\n";
 }
 
 /// The peer closed or reset the connection (rather than sending something wrong).
@@ -343,7 +376,9 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
     diagnostics& diag;
     handler_type handler;  // only ever move-constructed (Boost 1.81's move assignment recurses)
     asio::cancellation_slot slot;
-    http::request<http::string_body> request;
+    std::string head;  // the serialized request head
+    std::string body;
+    bool head_request = false;  // HEAD: the answer has no body
     std::unique_ptr<connection> conn;
     std::optional<http::response_parser<http::string_body>> parser;
     std::optional<tcp::resolver> resolver;
@@ -359,7 +394,8 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
     std::uint16_t port() const noexcept { return ep->first.port; }
     std::string where() const { return authority(host(), port(), false); }
     std::string what() const {
-        return std::string(request.method_string()) + ' ' + std::string(request.target());
+        // "METHOD target", the head's request line.
+        return head.substr(0, head.find(" HTTP/1.1\r\n"));
     }
 
     void start(steady::time_point now) {
@@ -486,8 +522,9 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
     // -------------------------------------------------------------- exchange
 
     void write() {
-        http::async_write(
-            conn->stream, request,
+        const std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body)};
+        asio::async_write(
+            conn->stream, bufs,
             [self = shared_from_this()](error_code ec, std::size_t) { self->written(ec); });
     }
 
@@ -508,7 +545,7 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
         parser->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
             cfg.max_response_header, std::numeric_limits<std::uint32_t>::max())));
         // An answer to HEAD has no body, whatever its Content-Length says.
-        parser->skip(request.method() == http::verb::head);
+        parser->skip(head_request);
         http::async_read(
             conn->stream, conn->buffer, *parser,
             [self = shared_from_this()](error_code ec, std::size_t) { self->got_response(ec); });
@@ -674,7 +711,9 @@ void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const
     ++ep->second.active;
     auto op =
         std::make_shared<exchange>(shared_from_this(), ep, idempotent, diag, std::move(handler));
-    build_request(op->request, req, ep->first.host, port, cfg_.max_idle_per_endpoint == 0);
+    build_head(op->head, req, ep->first.host, port, cfg_.max_idle_per_endpoint == 0);
+    op->body = req.body;
+    op->head_request = req.method == "HEAD";
     op->start(now);
 }
 

@@ -6,6 +6,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -599,7 +600,10 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
 
     // ---------------------------------------------------------------- calls
 
-    void complete_call(const std::shared_ptr<call_state>& c, error_code ec) {
+    /// `from_completion`: called from an asynchronous completion (never inside async_call), so
+    /// the handler may run at once rather than after another pass of the scheduler.
+    void complete_call(const std::shared_ptr<call_state>& c, error_code ec,
+                       bool from_completion = false) {
         if (c->listed) {
             in_flight.erase(c->pos);
             c->listed = false;
@@ -626,11 +630,16 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
         auto h = std::move(c->handler);
         auto hex = asio::get_associated_executor(h, ex);
-        asio::post(ex, asio::bind_executor(
-                           hex, [h = std::move(h), ec, r = std::move(c->result)]() mutable {
-                               std::move(h)(ec, std::move(r));
-                           }));
+        auto done =
+            asio::bind_executor(hex, [h = std::move(h), ec, r = std::move(c->result)]() mutable {
+                std::move(h)(ec, std::move(r));
+            });
         call_finished();
+        if (from_completion) {
+            asio::dispatch(ex, std::move(done));
+        } else {
+            asio::post(ex, std::move(done));
+        }
     }
 
     std::string make_traceparent(const call_context& parent, const mesh::http_request& req) {
@@ -785,7 +794,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                         mapped = c->no_owner ? make_error_code(call_errc::no_instances)
                                              : make_error_code(call_errc::not_owner);
                     }
-                    self->complete_call(c, mapped);
+                    self->complete_call(c, mapped, true);
                     return;
                 }
                 // The mesh was destroyed: the call still completes, as aborted.
