@@ -512,6 +512,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             return;
         }
         const bool was_started = state == phase::started;
+        // A start that got there (between two readiness ticks) succeeded; the others did not.
+        check_ready();
         state = phase::stopping;
         ready_timer.cancel();
         complete_start_waiters(call_errc::mesh_stopped);
