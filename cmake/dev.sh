@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lakemesh developer entry point, used by the README's Quick start and by CI.
-#   bash cmake/dev.sh demo   install missing Debian packages, build, run the demo
+#   bash cmake/dev.sh demo   install missing Debian packages, build, run the demo (a Lake cluster
+#                            on a dev Consul: failover and rebalance narrated, then Ctrl-C)
 #   bash cmake/dev.sh test   install missing Debian packages, build, run every test
 #                            (normal build, its integration tests again against a real
 #                            Consul agent and cluster when ../shared/consul is there,
@@ -46,10 +47,14 @@ build_preset() {
     cmake --build --preset "$preset" -j "$jobs"
 }
 
+# The demo program (examples/demo/demo.cpp) and the Lake node it starts as processes; tests and
+# benchmarks stay off in this tree. Arguments go to the demo (e.g. --ci: the scripted part only).
 run_demo() {
-    build_preset release -DLAKEMESH_BUILD_TESTS=OFF -DLAKEMESH_BUILD_BENCH=OFF -DLAKEMESH_BUILD_EXAMPLES=OFF
-    echo "== starting the dev Consul agent (Ctrl-C to stop)"
-    exec ./build/release/lakemesh-dev-consul -dev -http-port "${LAKEMESH_DEMO_PORT:-8500}"
+    cmake --preset release -DLAKEMESH_BUILD_TESTS=OFF -DLAKEMESH_BUILD_BENCH=OFF \
+        -DLAKEMESH_BUILD_EXAMPLES=ON >/dev/null
+    cmake --build --preset release -j "$jobs" --target lakemesh-demo
+    echo "== starting the demo: a dev Consul agent, three Lake nodes and a client (Ctrl-C stops it)"
+    exec ./build/release/examples/lakemesh-demo "$@"
 }
 
 # Builds a tiny consumer project against lakemesh installed into a prefix, then again with
@@ -100,7 +105,7 @@ run_tests() {
 }
 
 case "${1:-}" in
-    demo) install_deps; run_demo ;;
+    demo) shift; install_deps; run_demo "$@" ;;
     test) install_deps; run_tests ;;
     deps) install_deps ;;
     *) echo "usage: bash cmake/dev.sh demo|test|deps" >&2; exit 2 ;;
