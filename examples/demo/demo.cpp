@@ -493,7 +493,7 @@ class demo {
                 for (const auto& [move, n] : moved) {
                     text += (text.empty() ? "" : ", ") + move + " " + std::to_string(n);
                 }
-                say("  handed off (planned moves, no ownerless gap): " +
+                say("  moved by planned hand-offs (the old owner drains, then releases): " +
                     (text.empty() ? "none" : text));
             }
         }
