@@ -143,7 +143,7 @@ struct mesh_config {
     std::optional<partition::table_config> partition_table;
     /// How calls to partition owners (async_call_partition) are made. While a partition has no
     /// owner (a failover), or its owner answers "not owner", attempts are retried with back-off
-    /// within these limits; the defaults wait about 1.5 s.
+    /// within these limits; the defaults wait about 3 s, with no retry budget.
     service_call_config partition_calls = default_partition_calls();
     static service_call_config default_partition_calls();
 

@@ -1128,11 +1128,17 @@ void mesh_integrator::call_partition(
 }
 service_call_config mesh_config::default_partition_calls() {
     service_call_config sc;
-    // Wait out a failover's ownerless moment: 6 attempts, from 50 ms growing to at most 800 ms.
-    sc.policy.retry.max_attempts = 6;
+    // Wait out a failover's ownerless moment (about 2 s with registry_config::fast_failover):
+    // 8 attempts, from 50 ms growing to at most 800 ms, about 3 s in all.
+    sc.policy.retry.max_attempts = 8;
     sc.policy.retry.base_backoff = std::chrono::milliseconds(50);
     sc.policy.retry.max_backoff = std::chrono::milliseconds(800);
     sc.policy.retry.jitter = resilience::jitter_kind::decorrelated;
+    // No retry budget: it is shared by every partition, so during a failover the calls to the
+    // moving partitions spent it and calls to partitions that had an owner all along failed
+    // with retry_budget_exhausted. Most of these retries send nothing (no owner yet), and the
+    // rest are bounded by max_attempts, the back-off and one not-owner redirect per call.
+    sc.policy.retry_budget.window = resilience::duration::zero();
     // One breaker over every owner of the cluster would stop calls to healthy owners.
     sc.policy.circuit_breaker.reset();
     sc.balancer.outlier_detection.reset();
