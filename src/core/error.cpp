@@ -13,16 +13,16 @@ class transport_category_impl final : public boost::system::error_category {
     std::string message(int ev) const override {
         switch (static_cast<transport_errc>(ev)) {
             case transport_errc::connect_failed:
-                return "could not connect to the Consul agent; check that it runs and that "
-                       "CONSUL_HTTP_ADDR points at it";
+                return "could not connect to the server (the Consul agent, or the instance "
+                       "called); check that it runs and that its address (for Consul, "
+                       "CONSUL_HTTP_ADDR) is right";
             case transport_errc::connection_closed:
-                return "the Consul agent closed the connection during a request; it is retried "
-                       "when safe";
+                return "the server closed the connection during a request; it is retried when "
+                       "safe";
             case transport_errc::timeout:
-                return "the request to Consul timed out; raise the timeout or check the agent's "
-                       "load";
+                return "the request timed out; raise the timeout or check the server's load";
             case transport_errc::resolve_failed:
-                return "the Consul agent's host name did not resolve; check the address";
+                return "the server's host name did not resolve; check the address";
             case transport_errc::tls_handshake_failed:
                 return "TLS handshake with the Consul agent failed; check CONSUL_HTTP_SSL and that "
                        "the agent serves HTTPS on that port";
@@ -32,7 +32,8 @@ class transport_category_impl final : public boost::system::error_category {
             case transport_errc::all_addresses_failed:
                 return "every configured Consul agent address failed; see the log for each one";
             case transport_errc::protocol_error:
-                return "the peer did not answer with valid HTTP/1.1; is it really a Consul agent?";
+                return "the peer did not answer with valid HTTP/1.1; is it the server meant (a "
+                       "Consul agent, an HTTP service)?";
         }
         return "unknown transport error";
     }
@@ -229,7 +230,8 @@ class call_category_impl final : public boost::system::error_category {
     std::string message(int ev) const override {
         switch (static_cast<call_errc>(ev)) {
             case call_errc::no_instances:
-                return "no passing instance of the service is registered in Consul";
+                return "no passing instance of the service is registered in Consul (for a "
+                       "partition call: the partition has no owner)";
             case call_errc::all_endpoints_ejected:
                 return "every instance of the service is ejected as an outlier";
             case call_errc::circuit_open:

@@ -613,8 +613,11 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         ++counters.calls;
         if (ec) {
             ++counters.call_failures;
-            std::string msg = "call to service '" + c->service +
-                              "': " + std::to_string(c->result.attempts) + " attempt(s)";
+            std::string msg = c->partition_call
+                                  ? "call for key '" + c->key.substr(0, 128) +
+                                        "' to partitioned cluster '" + c->service + "'"
+                                  : "call to service '" + c->service + "'";
+            msg += ": " + std::to_string(c->result.attempts) + " attempt(s)";
             if (!c->result.endpoint.empty()) {
                 msg += ", last to " + c->result.endpoint;
             }
