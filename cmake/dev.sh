@@ -18,7 +18,8 @@ packages=(build-essential g++ cmake ninja-build ccache pkg-config git
           nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev openssl
           libgtest-dev libgmock-dev libbenchmark-dev
           clang libclang-rt-dev llvm
-          curl xz-utils)
+          curl xz-utils
+          prometheus)  # promtool checks the metrics exposition in the tests
 
 install_deps() {
     local missing=()
