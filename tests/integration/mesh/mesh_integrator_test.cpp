@@ -174,6 +174,23 @@ class mesh_integrator_test : public ::testing::Test {
             ASSERT_TRUE(run_until([&] { return started.has_value(); }));
             ASSERT_FALSE(*started) << started->message();
         }
+        // A real agent accepts a registration at once and syncs it to the catalog a moment
+        // later; a caller resolving the service before that finds no instance.
+        auto raw = target.client();
+        ASSERT_TRUE(run_until([&] {
+            auto r = raw.get("/v1/health/service/" + name + "?passing");
+            return r.status == 200 &&
+                   r.json_body().size() >= static_cast<std::size_t>(instances_of(name));
+        })) << name
+            << " never showed all its instances in the catalog";
+    }
+
+    int instances_of(const std::string& name) const {
+        int n = 0;
+        for (const auto& p : providers) {
+            n += p.config().service_name == name ? 1 : 0;
+        }
+        return n;
     }
 
     /// The calling side; `tweak` adjusts the called service's call settings.
