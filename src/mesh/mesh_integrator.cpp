@@ -253,6 +253,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         bool tried = false;
         asio::cancellation_signal cancel;  // user's cancellation and the stop's
         bool cancelled = false;            // set before `cancel` is emitted
+        // The attempt in flight ends at its per-try timeout before the call's deadline: when it
+        // is aborted, the instance was too slow (rather than the caller out of time).
+        bool per_try_bound = false;
         diagnostics attempt_diag;
         asio::any_completion_handler<void(error_code, call_result)> handler;
         std::list<std::shared_ptr<call_state>>::iterator pos;
@@ -799,7 +802,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                         mapped = c->no_owner ? make_error_code(call_errc::no_instances)
                                              : make_error_code(call_errc::not_owner);
                     }
-                    self->complete_call(c, mapped, true);
+                    // A cancel (the user's emit(), the stop, the destructor) can end the call
+                    // synchronously inside emit(): post then, never run the handler in there.
+                    self->complete_call(c, mapped, !c->cancelled);
                     return;
                 }
                 // The mesh was destroyed: the call still completes, as aborted.
@@ -863,6 +868,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             lb.on_start(*pick);
         }
         c->tried = true;
+        c->per_try_bound = actx.attempt_deadline.is_set() &&
+                           actx.attempt_deadline.when() < actx.call_deadline.when();
         c->result.endpoint = host + ":" + std::to_string(port);
         ++c->result.attempts;
         ++counters.attempts;
@@ -919,7 +926,12 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         auto outer = asio::get_associated_cancellation_slot(handler);
         auto hs = std::make_shared<hedge_state>(std::move(handler), ex);
         if (outer.is_connected()) {
-            outer.assign([hs](asio::cancellation_type t) {
+            // Weak: the slot belongs to the policy's call, which the handler in hs keeps alive.
+            outer.assign([w = std::weak_ptr<hedge_state>(hs)](asio::cancellation_type t) {
+                auto hs = w.lock();
+                if (!hs) {
+                    return;
+                }
                 hs->cancelled = true;
                 hs->timer.cancel();
                 for (auto& leg : hs->legs) {
@@ -1017,11 +1029,14 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
         if (pick) {
             auto& st = state_for(name);
-            if (abandoned || (ec == asio::error::operation_aborted && c.cancelled)) {
+            if (abandoned ||
+                (ec == asio::error::operation_aborted && (c.cancelled || !c.per_try_bound))) {
+                // Cancelled by the caller or the stop, a lost hedge, or the call's deadline:
+                // nothing learnt about the instance.
                 st.balancer.on_abandon(*pick);
             } else {
-                // A per-try timeout (operation_aborted without the caller cancelling) is the
-                // endpoint's failure: it feeds ejection and the latency average.
+                // A per-try timeout (operation_aborted while the attempt's own deadline was the
+                // tighter one) is the endpoint's failure: it feeds ejection and the latency.
                 const auto end = clock::now();
                 const bool ok = !ec && !server_error;
                 st.balancer.on_finish(*pick, end, end - started, ok);
@@ -1142,8 +1157,11 @@ service_call_config mesh_config::default_partition_calls() {
     // with retry_budget_exhausted. Most of these retries send nothing (no owner yet), and the
     // rest are bounded by max_attempts, the back-off and one not-owner redirect per call.
     sc.policy.retry_budget.window = resilience::duration::zero();
-    // One breaker over every owner of the cluster would stop calls to healthy owners.
+    // One breaker, or one bulkhead, over every owner of the cluster would let one hung owner
+    // stop the calls to healthy ones (its calls would fill the shared slots). Bound partition
+    // calls with call_options::timeout or partition_calls.policy.timeout instead.
     sc.policy.circuit_breaker.reset();
+    sc.policy.bulkhead.reset();
     sc.balancer.outlier_detection.reset();
     return sc;
 }
