@@ -11,6 +11,7 @@
 #include <list>
 #include <optional>
 #include <thread>
+#include <thread>
 
 namespace lakemesh::test {
 
@@ -35,8 +36,8 @@ struct relay : std::enable_shared_from_this<relay> {
         out.close(ec);
     }
     void pump(tcp::socket& from, tcp::socket& to, std::array<char, 16384>& buf) {
-        from.async_read_some(asio::buffer(buf), [self = shared_from_this(), &from, &to,
-                                                 &buf](error_code ec, std::size_t n) {
+        from.async_read_some(asio::buffer(buf), [self = shared_from_this(), &from, &to, &buf](
+                                                    error_code ec, std::size_t n) {
             if (ec) {
                 self->close();
                 return;
@@ -66,11 +67,25 @@ struct tcp_forwarder::impl : std::enable_shared_from_this<impl> {
     std::thread thread;
 
     void listen() {
-        acceptor.emplace(io);
         tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), listen_port);
-        acceptor->open(ep.protocol());
-        acceptor->set_option(tcp::acceptor::reuse_address(true));
-        acceptor->bind(ep);
+        // restore() binds the port it had again; between cut() and restore() a parallel test's
+        // outgoing connection may have been given it as its local port for a moment. Retry for
+        // up to 5 s rather than fail the test (a throw here would end the process).
+        for (int tries = 0;; ++tries) {
+            acceptor.emplace(io);
+            acceptor->open(ep.protocol());
+            acceptor->set_option(tcp::acceptor::reuse_address(true));
+            error_code ec;
+            acceptor->bind(ep, ec);
+            if (!ec) {
+                break;
+            }
+            acceptor.reset();
+            if (listen_port == 0 || tries >= 250) {
+                throw boost::system::system_error(ec, "tcp_forwarder: bind");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
         acceptor->listen();
         listen_port = acceptor->local_endpoint().port();
         accept();
