@@ -83,21 +83,32 @@ check_packaging() {
 
 run_tests() {
     local failed=0
+    local summary="$here/build/ci-summary.txt"
+    mkdir -p "$here/build"
+    : >"$summary"
+    export LAKEMESH_CI_SUMMARY="$summary"
     echo "== build (debug): library, dev_consul, tests, examples, benchmarks"
     build_preset debug
     echo "== tests (debug)"
-    ctest --preset debug || failed=1
+    bash cmake/ctest_leg.sh "$summary" "tests (debug)" debug || failed=1
     echo "== tests (debug) against a real Consul (../shared/consul)"
     bash tests/real_consul/leg.sh debug || failed=1
-    check_packaging || failed=1
+    if check_packaging; then
+        echo "passed   packaging" >>"$summary"
+    else
+        echo "FAILED   packaging" >>"$summary"
+        failed=1
+    fi
     echo "== build (asan: AddressSanitizer + UndefinedBehaviorSanitizer)"
     build_preset asan
     echo "== tests (asan)"
-    ctest --preset asan || failed=1
+    bash cmake/ctest_leg.sh "$summary" "tests (asan)" asan || failed=1
     echo "== build (fuzz: libFuzzer targets, clang)"
     build_preset fuzz ${LAKEMESH_FUZZ_SECONDS:+-DLAKEMESH_FUZZ_SECONDS="$LAKEMESH_FUZZ_SECONDS"}
     echo "== fuzz (each decoder for a bounded time)"
-    ctest --preset fuzz || failed=1
+    bash cmake/ctest_leg.sh "$summary" "fuzz" fuzz || failed=1
+    echo "== summary"
+    cat "$summary"
     if ((failed)); then
         echo "== FAILED"
         return 1

@@ -22,6 +22,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$here"
 work="$here/build/real-consul"
 mkdir -p "$work"
+# dev.sh's summary of the whole run, or one of this leg's own.
+summary="${LAKEMESH_CI_SUMMARY:-$work/summary.txt}"
+[ -n "${LAKEMESH_CI_SUMMARY:-}" ] || : >"$summary"
+die() {
+    echo "== real Consul leg: FAILED, $1" >&2
+    echo "FAILED   real Consul leg: $1" >>"$summary"
+    exit 1
+}
 
 find_consul() {
     if [ -n "${LAKEMESH_CONSUL_BIN:-}" ]; then
@@ -52,8 +60,7 @@ find_consul() {
 consul_bin=$(find_consul)
 if [ -z "$consul_bin" ]; then
     if [ "${LAKEMESH_REQUIRE_REAL_CONSUL:-0}" = 1 ]; then
-        echo "== real Consul leg: FAILED, no Consul binary (../shared/consul, LAKEMESH_CONSUL_BIN or PATH)"
-        exit 1
+        die "no Consul binary (../shared/consul, LAKEMESH_CONSUL_BIN or PATH)"
     fi
     echo "== real Consul leg skipped: no ../shared/consul beside this checkout, no LAKEMESH_CONSUL_BIN, no consul on PATH"
     exit 0
@@ -65,28 +72,30 @@ agent=(bash "$here/tests/real_consul/agent.sh" "$state")
 cleanup() { "${agent[@]}" stop-all >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 rm -rf "$state"
-"${agent[@]}" init "$consul_bin" || exit 1
+"${agent[@]}" init "$consul_bin" || die "agent.sh init"
 
 failed=0
+run_ctest() { bash "$here/cmake/ctest_leg.sh" "$summary" "$1" "$preset" "${@:2}"; }
 restart_suites='_(agent_restart|exclusive)\.'
 # The parts that hold sessions, run health checks or own partitions.
 cluster_tests='^(session|client_session|health|health_test|health_scheduler_test|checks|txn|partition[a-z_]*)\.'
 
 echo "== real Consul leg 1/3: every integration test against one -dev agent"
-"${agent[@]}" start-dev || exit 1
-CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" ctest --preset "$preset" -L integration \
-    -E "$restart_suites" || failed=1
+"${agent[@]}" start-dev || die "the -dev agent did not start"
+CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" run_ctest "real Consul 1/3 (-dev agent)" \
+    -L integration -E "$restart_suites" || failed=1
 "${agent[@]}" stop-all
 
 echo "== real Consul leg 2/3: the tests that need the agent to themselves, one at a time"
-"${agent[@]}" start-server || exit 1
+"${agent[@]}" start-server || die "the server with a data dir did not start"
 CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" LAKEMESH_CONSUL_CONTROL="${agent[*]}" \
-    ctest --preset "$preset" -R "$restart_suites" -j 1 || failed=1
+    run_ctest "real Consul 2/3 (agent to themselves)" -R "$restart_suites" -j 1 || failed=1
 "${agent[@]}" stop-all
 
 echo "== real Consul leg 3/3: sessions, health and partitions against a three-server cluster"
-"${agent[@]}" start-cluster || exit 1
-CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" ctest --preset "$preset" -R "$cluster_tests" || failed=1
+"${agent[@]}" start-cluster || die "the three-server cluster did not start"
+CONSUL_HTTP_ADDR="$("${agent[@]}" http 1)" run_ctest "real Consul 3/3 (three-server cluster)" \
+    -R "$cluster_tests" || failed=1
 leader=$("${agent[@]}" leader)
 survivor=1
 [ "$leader" = 1 ] && survivor=2
@@ -94,7 +103,7 @@ survivor_http="$("${agent[@]}" http "$survivor")"
 old_leader=$(curl -sf "http://$survivor_http/v1/status/leader" || true)
 echo "== killing the cluster's leader (server $leader) with SIGKILL"
 "${agent[@]}" kill "$leader"
-"${agent[@]}" wait-ready "$survivor" || exit 1
+"${agent[@]}" wait-ready "$survivor" || die "no survivor answered after the leader was killed"
 # For a second or two after the kill the survivors still name the dead leader, and the election
 # that follows stalls every write and session renew: tests started then measure the election,
 # not the library (their nodes self-fence as designed). Wait for a new leader that accepts a
@@ -105,15 +114,14 @@ until now_leader=$(curl -sf "http://$survivor_http/v1/status/leader") &&
     curl -sf -X PUT --data x "http://$survivor_http/v1/kv/lakemesh-leg/leader-probe" |
     grep -q true; do
     if ((SECONDS >= deadline)); then
-        echo "== no new leader accepting writes 60 s after the kill" >&2
-        exit 1
+        die "no new leader accepting writes 60 s after the kill"
     fi
     sleep 0.2
 done
 curl -sf -X DELETE "http://$survivor_http/v1/kv/lakemesh-leg/leader-probe" >/dev/null || true
 echo "== new leader $now_leader (was $old_leader)"
-CONSUL_HTTP_ADDR="$survivor_http" ctest --preset "$preset" -R "$cluster_tests" ||
-    failed=1
+CONSUL_HTTP_ADDR="$survivor_http" run_ctest "real Consul 3/3 (cluster after its leader was killed)" \
+    -R "$cluster_tests" || failed=1
 "${agent[@]}" stop-all
 
 if ((failed)); then
