@@ -23,6 +23,8 @@
 #include <lakemesh/health/health_scheduler.hpp>
 #include <lakemesh/mesh/http.hpp>
 #include <lakemesh/observe/log.hpp>
+#include <lakemesh/observe/metrics.hpp>
+#include <lakemesh/partition/fence.hpp>
 #include <lakemesh/partition/partition_registry.hpp>
 #include <lakemesh/resilience/deadline.hpp>
 #include <lakemesh/resilience/load_balancer.hpp>
@@ -146,6 +148,10 @@ struct mesh_config {
     /// within these limits; the defaults wait about 3 s, with no retry budget.
     service_call_config partition_calls = default_partition_calls();
     static service_call_config default_partition_calls();
+
+    /// Where the mesh's metrics go (README "Metrics"). Empty: a registry of its own; give one to
+    /// export the mesh's metrics beside the application's.
+    std::shared_ptr<observe::metrics_registry> metrics;
 
     start_mode start = start_mode::degraded;
     /// How long async_stop lets in-flight calls finish before it cancels them.
@@ -325,6 +331,16 @@ class mesh_integrator {
     const partition::partition_table* partition_table() const noexcept;
 
     mesh_stats stats() const noexcept;
+
+    /// The registry the mesh's metrics are in (mesh_config::metrics, or its own).
+    observe::metrics_registry& metrics() noexcept;
+    /// Refreshes the metrics read from the parts' own counters (cache, health, partitions,
+    /// breakers, bulkheads, ejections; done every second anyway) and renders the registry in the
+    /// Prometheus text format 0.0.4. On the executor.
+    std::string render_metrics();
+    /// Counts the rejections of a fence this process checks incoming partition requests with
+    /// in lakemesh_partition_fence_rejections_total. The mesh keeps a reference to it.
+    void watch_fence(std::shared_ptr<const partition::fence> f);
 
   private:
     void start(boost::asio::any_completion_handler<void(error_code)> h);

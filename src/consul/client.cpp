@@ -512,5 +512,8 @@ void client::shutdown() {
 std::size_t client::open_connections(std::size_t i) const {
     return impl_->net->open_connections(i);
 }
+void client::set_observer(std::shared_ptr<request_observer> observer) {
+    impl_->net->set_observer(std::move(observer));
+}
 
 }  // namespace lakemesh::consul

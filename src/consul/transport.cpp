@@ -686,8 +686,59 @@ error_code settle_attempt(pool& p, std::shared_ptr<connection> c, const http_cal
 
 }  // namespace
 
+namespace {
+
+/// "kv" of "/v1/kv/a/b?index=3"; "" outside /v1/.
+std::string_view api_group(std::string_view target) noexcept {
+    constexpr std::string_view v1 = "/v1/";
+    if (target.substr(0, v1.size()) != v1) {
+        return {};
+    }
+    target.remove_prefix(v1.size());
+    return target.substr(0, target.find_first_of("/?"));
+}
+
+}  // namespace
+
+void transport::report(const http_call& call, const error_code& ec, unsigned status,
+                       std::chrono::steady_clock::time_point start) const noexcept {
+    if (!observer_) {
+        return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(now - start);
+    request_event e;
+    e.group = api_group(call.target);
+    const auto method = http::to_string(call.method);
+    e.method = std::string_view(method.data(), method.size());
+    e.blocking = call.blocking;
+    e.status = status;
+    e.ec = ec;
+    e.start = std::chrono::time_point_cast<std::chrono::system_clock::duration>(
+        std::chrono::system_clock::now() - elapsed);
+    e.elapsed = elapsed;
+    observer_->on_request(e);
+}
+
 awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call, diagnostics& diag,
                                                                   bool retrying_stale) {
+    if (!observer_) {
+        co_return co_await exchange_once(std::move(call), diag, retrying_stale);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    // The target and method outlive the exchange for the report (the call is moved into it).
+    http_call facts;
+    facts.method = call.method;
+    facts.target = call.target;
+    facts.blocking = call.blocking;
+    auto r = co_await exchange_once(std::move(call), diag, retrying_stale);
+    report(facts, r.first, r.second.status, start);
+    co_return r;
+}
+
+awaitable<std::pair<error_code, http_answer>> transport::exchange_once(http_call call,
+                                                                       diagnostics& diag,
+                                                                       bool retrying_stale) {
     auto self = shared_from_this();  // keep the pools alive across suspensions
     auto& st = *st_;
     http_answer answer;
@@ -768,6 +819,25 @@ awaitable<std::pair<error_code, http_answer>> transport::exchange(http_call call
 
 awaitable<std::vector<std::pair<error_code, http_answer>>> transport::exchange_pipelined(
     std::vector<http_call> calls, std::vector<diagnostics>& diags) {
+    if (!observer_) {
+        co_return co_await exchange_pipelined_once(std::move(calls), diags);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<http_call> facts(calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+        facts[i].method = calls[i].method;
+        facts[i].target = calls[i].target;
+        facts[i].blocking = calls[i].blocking;
+    }
+    auto out = co_await exchange_pipelined_once(std::move(calls), diags);
+    for (std::size_t i = 0; i < out.size() && i < facts.size(); ++i) {
+        report(facts[i], out[i].first, out[i].second.status, start);
+    }
+    co_return out;
+}
+
+awaitable<std::vector<std::pair<error_code, http_answer>>> transport::exchange_pipelined_once(
+    std::vector<http_call> calls, std::vector<diagnostics>& diags) {
     auto self = shared_from_this();
     auto& st = *st_;
     const std::size_t n = calls.size();
@@ -803,7 +873,8 @@ awaitable<std::vector<std::pair<error_code, http_answer>>> transport::exchange_p
     while (next < n) {
         if (next + 1 == n || !pipelinable) {
             // A single call left gets the full single-call path: failover, waiting, retries.
-            auto [ec, answer] = co_await exchange(std::move(calls[next]), diags[next]);
+            // (exchange_once: the batch reports every call itself.)
+            auto [ec, answer] = co_await exchange_once(std::move(calls[next]), diags[next], false);
             out[next].first = ec;
             out[next].second = std::move(answer);
             ++next;
@@ -946,6 +1017,7 @@ struct transport::fast_exchange : std::enable_shared_from_this<transport::fast_e
     bool got_bytes = false;
     /// Inside start(): an outcome known at once is posted, never delivered from start_exchange.
     bool starting = true;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
     template <class F>
     void with_stream(F&& f) {
@@ -1083,6 +1155,7 @@ struct transport::fast_exchange : std::enable_shared_from_this<transport::fast_e
         if (!ec) {
             st.preferred = idx;
         }
+        t->report(call, ec, answer.status, started);
         if (starting) {
             asio::post(t->ex_, [self = shared_from_this(), ec] {
                 self->client->exchange_done(ec, self->answer);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <lakemesh/consul/client_config.hpp>
+#include <lakemesh/consul/observer.hpp>
 #include <lakemesh/consul/types.hpp>
 #include <lakemesh/observe/log.hpp>
 
@@ -11,6 +12,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -78,6 +80,10 @@ class transport : public std::enable_shared_from_this<transport> {
         std::vector<http_call> calls, std::vector<diagnostics>& diags);
     /// Closes idle connections; in-flight exchanges finish or fail.
     void shutdown();
+    /// Every exchange's outcome goes to `observer` from now on (null: none).
+    void set_observer(std::shared_ptr<request_observer> observer) noexcept {
+        observer_ = std::move(observer);
+    }
 
     const client_config& config() const noexcept { return cfg_; }
     const boost::asio::any_io_executor& executor() const noexcept { return ex_; }
@@ -93,10 +99,20 @@ class transport : public std::enable_shared_from_this<transport> {
                                boost::asio::cancellation_slot slot,
                                std::shared_ptr<exchange_client> client, bool retrying_stale);
 
+    /// The exchange itself; exchange() adds the observer's event around it.
+    boost::asio::awaitable<std::pair<error_code, http_answer>> exchange_once(
+        http_call call, diagnostics& diag, bool retrying_stale);
+    boost::asio::awaitable<std::vector<std::pair<error_code, http_answer>>>
+    exchange_pipelined_once(std::vector<http_call> calls, std::vector<diagnostics>& diags);
+    /// Tells the observer (if any) about one exchange's outcome.
+    void report(const http_call& call, const error_code& ec, unsigned status,
+                std::chrono::steady_clock::time_point start) const noexcept;
+
     boost::asio::any_io_executor ex_;
     client_config cfg_;
     observe::logger log_;
     std::unique_ptr<state> st_;
+    std::shared_ptr<request_observer> observer_;
 };
 
 }  // namespace lakemesh::consul::detail

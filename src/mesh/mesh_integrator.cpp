@@ -2,6 +2,7 @@
 #include <lakemesh/mesh_integrator.hpp>
 
 #include "mesh/http_pool.hpp"
+#include "mesh/mesh_metrics.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -175,14 +176,16 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     struct service_state {
         std::string name;
         service_call_config cfg;
+        std::unique_ptr<mesh::detail::service_metrics> m;
         resilience::policy policy;
         resilience::load_balancer balancer;
         std::shared_ptr<const discovery::service_snapshot> snapshot;
 
         service_state(const asio::any_io_executor& ex, std::string n, service_call_config c,
-                      std::uint64_t seed)
+                      std::uint64_t seed, mesh::detail::mesh_metrics& metrics)
             : name(std::move(n)),
               cfg(std::move(c)),
+              m(metrics.make_service(name)),
               policy(
                   ex,
                   [&] {
@@ -190,7 +193,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                       p.target = name;
                       return p;
                   }(),
-                  {}, seed),
+                  metrics.policy_listener(*m), seed),
               balancer(cfg.balancer, seed ^ 0x9e3779b97f4a7c15ULL) {}
 
         // Recent successful answer latencies, for hedging at the observed p95.
@@ -246,6 +249,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         std::string service;
         mesh::http_request request;
         call_options options;
+        clock::time_point started = clock::now();
+        mesh::detail::service_metrics* m = nullptr;  ///< null until the service is known
         bool idempotent = true;
         call_result result;
         error_code last_error;
@@ -270,6 +275,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     asio::any_io_executor ex;
     mesh_config cfg;
     observe::logger log;
+    mesh::detail::mesh_metrics metrics;
     consul::client client;
     discovery::service_cache cache;
     health::health_scheduler scheduler;
@@ -295,11 +301,15 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     asio::steady_timer drain_timer;
     bool draining = false;
     mesh_stats counters;
+    asio::steady_timer metrics_timer;
+    std::vector<std::shared_ptr<const partition::fence>> fences;
+    std::uint64_t fence_rejections_seen = 0;
 
     impl(asio::any_io_executor e, mesh_config c, observe::logger l)
         : ex(std::move(e)),
           cfg(std::move(c)),
           log(std::move(l)),
+          metrics(cfg.metrics, log.with_component("metrics")),
           client(ex, cfg.consul, log),
           cache(ex, client, cfg.cache, log),
           scheduler(ex, client, cfg.health, log),
@@ -314,7 +324,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                   return p;
               }())),
           ready_timer(ex),
-          drain_timer(ex) {
+          drain_timer(ex),
+          metrics_timer(ex) {
+        client.set_observer(metrics.consul_observer());
         service_id = cfg.service_id.empty() && !cfg.service_name.empty()
                          ? cfg.service_name + "-" + cfg.address + "-" + std::to_string(cfg.port)
                          : cfg.service_id;
@@ -337,7 +349,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             auto sc = c != cfg.services.end() ? c->second : cfg.default_calls;
             it = services
                      .emplace(name, std::make_unique<service_state>(ex, name, std::move(sc),
-                                                                    seed_counter++))
+                                                                    seed_counter++, metrics))
                      .first;
         }
         return *it->second;
@@ -501,6 +513,101 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             post_handler(std::move(h), {});
         }
         readiness_tick();
+        metrics_tick();
+    }
+
+    // ---------------------------------------------------------------- metrics
+
+    /// Refreshes the metrics read from the parts' own counters.
+    void collect() {
+        auto& m = metrics;
+        m.calls_in_flight->set(static_cast<double>(in_flight.size()));
+        const auto cs = cache.stats();
+        m.cache_services->set(static_cast<double>(cs.services));
+        m.cache_watches->set(static_cast<double>(cs.watches));
+        m.catch_up(m.cache_resolves, cs.resolves);
+        m.catch_up(m.cache_updates, cs.updates);
+        m.catch_up(m.cache_evictions, cs.evictions);
+        m.catch_up(m.cache_watch_errors, cs.watch_errors);
+        m.catch_up(m.cache_resyncs, cs.resyncs);
+        m.consul_connections->set(static_cast<double>(client.open_connections()));
+
+        std::array<std::size_t, 3> by_status{};
+        for (const auto& sh : scheduler.statuses()) {
+            if (!sh.local) {
+                continue;
+            }
+            for (const auto& ch : sh.checks) {
+                ++by_status[static_cast<std::size_t>(ch.state)];
+            }
+        }
+        for (std::size_t i = 0; i < by_status.size(); ++i) {
+            m.checks_by_status[i]->set(static_cast<double>(by_status[i]));
+        }
+        m.catch_up(m.ttl_updates, scheduler.updates_sent());
+        m.catch_up(m.ttl_update_batches, scheduler.update_batches_sent());
+        m.catch_up(m.registration_repairs, scheduler.repairs());
+        m.registered->set(!cfg.service_name.empty() && registered() ? 1.0 : 0.0);
+        m.ready->set(is_ready() ? 1.0 : 0.0);
+
+        if (registry) {
+            const auto rs = registry->stats();
+            m.partitions_owned->set(static_cast<double>(rs.owned));
+            m.partition_members->set(static_cast<double>(rs.members));
+            m.catch_up(m.partition_acquisitions, rs.acquisitions);
+            m.catch_up(m.partition_handoffs, rs.handoffs);
+            m.catch_up(m.partition_drain_timeouts, rs.drain_timeouts);
+            m.catch_up(m.partition_terms_lost, rs.terms_lost);
+            m.catch_up(m.partition_self_fencings, rs.self_fencings);
+            m.catch_up(m.session_renew_failures, rs.renew_failures);
+            m.catch_up(m.sessions_created, rs.sessions_created);
+            m.session_renew_latency->set(
+                std::chrono::duration<double>(rs.last_renew_latency).count());
+        }
+        std::uint64_t rejected = 0;
+        for (const auto& f : fences) {
+            rejected += f->rejections();
+        }
+        m.catch_up(m.fence_rejections, rejected);
+
+        const auto now = clock::now();
+        auto service_gauges = [&](service_state& st) {
+            auto& sm = *st.m;
+            switch (st.policy.breaker().state()) {
+                case resilience::breaker_state::closed:
+                    sm.breaker_state->set(0);
+                    break;
+                case resilience::breaker_state::half_open:
+                    sm.breaker_state->set(1);
+                    break;
+                case resilience::breaker_state::open:
+                    sm.breaker_state->set(2);
+                    break;
+            }
+            sm.bulkhead_in_use->set(static_cast<double>(st.policy.concurrency().in_flight()));
+            sm.endpoints->set(static_cast<double>(st.balancer.endpoints().size()));
+            sm.ejected_endpoints->set(
+                static_cast<double>(st.balancer.outliers().ejected_count()));
+            if (st.snapshot) {
+                sm.staleness->set(std::chrono::duration<double>(now - st.snapshot->received).count());
+            }
+        };
+        for (auto& [name, st] : services) {
+            service_gauges(*st);
+        }
+        if (partition_calls) {
+            service_gauges(*partition_calls);
+        }
+    }
+
+    void metrics_tick() {
+        collect();
+        metrics_timer.expires_after(std::chrono::seconds(1));
+        metrics_timer.async_wait([w = weak_from_this()](error_code ec) {
+            if (auto self = w.lock(); self && !ec && self->state != phase::stopped) {
+                self->metrics_tick();
+            }
+        });
     }
 
     // ---------------------------------------------------------------- stop
@@ -595,6 +702,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             return;
         }
         state = phase::stopped;
+        metrics_timer.cancel();
+        collect();
         pool->shutdown();
         auto waiters = std::move(stop_waiters);
         stop_waiters.clear();
@@ -614,6 +723,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             c->listed = false;
         }
         ++counters.calls;
+        if (c->m) {
+            c->m->record_call(ec, clock::now() - c->started);
+        }
         if (ec) {
             ++counters.call_failures;
             std::string msg = c->partition_call
@@ -686,6 +798,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         auto view = st.cfg.query == discovery::service_query{}
                         ? cache.lookup(st.name)
                         : cache.lookup(st.name, st.cfg.query);
+        (view ? metrics.cache_lookup_hits : metrics.cache_lookup_misses)->inc();
         if (!view || view.get() == st.snapshot.get()) {
             return;
         }
@@ -749,6 +862,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
         prepare(c);
         auto& st = state_for(c->service);
+        c->m = st.m.get();
         refresh_balancer(st);
         if (st.snapshot) {
             run(st, c);
@@ -893,7 +1007,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                                     handler = std::move(handler)](
                                        error_code ec, mesh::http_response resp) mutable {
                                  if (auto self = w.lock()) {
-                                     self->attempt_done(name, *c, pick, started, false, ec, resp);
+                                     self->attempt_done(name, *c, pick, c->result.endpoint,
+                                                        started, false, ec, resp);
                                      if (!ec || resp.status != 0) {
                                          c->result.response = std::move(resp);
                                      }
@@ -961,6 +1076,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             hs->hedge_sent = true;
             ++c->result.hedges;
             ++self->counters.hedges;
+            s.m->hedges->inc();
             self->send_leg(name, c, hs, 1, *pick, ep.address, ep.port);
         });
     }
@@ -988,7 +1104,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                     }
                     // A leg cancelled because the other won says nothing about its endpoint.
                     const bool lost = hs->done && !hs->cancelled;
-                    self->attempt_done(name, *c, pick, started, lost, ec, resp);
+                    self->attempt_done(name, *c, pick, hs->endpoint[leg], started, lost, ec,
+                                       resp);
                     if (hs->done) {
                         return;
                     }
@@ -1011,6 +1128,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                     if (!ec && leg == 1) {
                         c->result.hedge_won = true;
                         ++self->counters.hedges_won;
+                        if (c->m) {
+                            c->m->hedges_won->inc();
+                        }
                     }
                     if (ec) {
                         c->attempt_diag = hs->diag[leg];
@@ -1024,13 +1144,19 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     /// leg that lost.
     void attempt_done(const std::string& name, call_state& c,
                       const std::optional<resilience::endpoint_handle>& pick,
-                      clock::time_point started, bool abandoned, error_code& ec,
-                      mesh::http_response& resp) {
+                      const std::string& endpoint, clock::time_point started, bool abandoned,
+                      error_code& ec, mesh::http_response& resp) {
         const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
+        const bool cancelled = ec == asio::error::operation_aborted && (c.cancelled || !c.per_try_bound);
+        if (c.m && !abandoned && !cancelled) {
+            const auto key = pick ? pick->key : std::hash<std::string>{}(endpoint);
+            auto& em = metrics.endpoint(*c.m, key, endpoint);
+            (!ec && !server_error ? em.ok : em.failed)->inc();
+            em.duration->observe(clock::now() - started);
+        }
         if (pick) {
             auto& st = state_for(name);
-            if (abandoned ||
-                (ec == asio::error::operation_aborted && (c.cancelled || !c.per_try_bound))) {
+            if (abandoned || cancelled) {
                 // Cancelled by the caller or the stop, a lost hedge, or the call's deadline:
                 // nothing learnt about the instance.
                 st.balancer.on_abandon(*pick);
@@ -1049,6 +1175,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             ec = call_errc::upstream_status;
         } else if (!ec && c.partition_call && resp.status == 421) {
             // "Not owner": refresh the table; the retry goes to the owner it names then, once.
+            metrics.partition_misdirected->inc();
             routing_table()->refresh();
             ec = ++c.misdirected >= 2 ? make_error_code(call_errc::not_owner)
                                       : make_error_code(partition_errc::not_owner);
@@ -1084,10 +1211,11 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             return;
         }
         if (!partition_calls) {
-            partition_calls = std::make_unique<service_state>(ex, "partitions:" + c->service,
-                                                              cfg.partition_calls, seed_counter++);
+            partition_calls = std::make_unique<service_state>(
+                ex, "partitions:" + c->service, cfg.partition_calls, seed_counter++, metrics);
         }
         prepare(c);
+        c->m = partition_calls->m.get();
         run(*partition_calls, c);
     }
 };
@@ -1103,6 +1231,7 @@ mesh_integrator::mesh_integrator(boost::asio::io_context& io, mesh_config cfg, o
 mesh_integrator::~mesh_integrator() {
     impl_->ready_timer.cancel();
     impl_->drain_timer.cancel();
+    impl_->metrics_timer.cancel();
     for (auto& c : std::vector<std::shared_ptr<impl::call_state>>(impl_->in_flight.begin(),
                                                                   impl_->in_flight.end())) {
         c->cancelled = true;
@@ -1170,6 +1299,18 @@ bool mesh_integrator::ready() const noexcept {
 }
 std::string mesh_integrator::not_ready_reason() const {
     return impl_->reason();
+}
+observe::metrics_registry& mesh_integrator::metrics() noexcept {
+    return impl_->metrics.registry();
+}
+std::string mesh_integrator::render_metrics() {
+    impl_->collect();
+    return impl_->metrics.registry().render();
+}
+void mesh_integrator::watch_fence(std::shared_ptr<const partition::fence> f) {
+    if (f) {
+        impl_->fences.push_back(std::move(f));
+    }
 }
 mesh_stats mesh_integrator::stats() const noexcept {
     auto s = impl_->counters;

@@ -21,6 +21,7 @@
 #include <lakemesh/consul/client_config.hpp>
 #include <lakemesh/consul/detail/async.hpp>
 #include <lakemesh/consul/health.hpp>
+#include <lakemesh/consul/observer.hpp>
 #include <lakemesh/consul/session.hpp>
 #include <lakemesh/consul/txn.hpp>
 #include <lakemesh/consul/types.hpp>
@@ -75,6 +76,8 @@ class client {
     void shutdown();
     /// Connections open to configured address i (tests and metrics).
     std::size_t open_connections(std::size_t address_index = 0) const;
+    /// Reports every request from now on to `observer` (null: none). Call on the executor.
+    void set_observer(std::shared_ptr<request_observer> observer);
 
     // ------------------------------------------------------------------ endpoint groups
     // Cheap handles sharing this client's connections, e.g. c.agent().async_self(token).

@@ -6,6 +6,7 @@
 #include <lakemesh/mesh_integrator.hpp>
 
 #include "consul_target.hpp"
+#include "promtool.hpp"
 #include "tcp_forwarder.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -710,6 +711,90 @@ TEST_F(mesh_integrator_test, invalid_configuration_fails_the_start_with_the_fiel
     EXPECT_EQ(*started, make_error_code(validation_errc::invalid_argument));
 }
 
+
+// The metrics the call path, the policies, the cache and the Consul client record: what an
+// operator reads for one service after a run of calls, in an exposition promtool accepts.
+TEST_F(mesh_integrator_test, metrics_count_calls_attempts_retries_and_consul_requests) {
+    add_instances(service, 2);
+    upstreams[0].status = 503;
+    upstreams[1].status = 503;
+    auto& m = caller([](service_call_config& sc) {
+        sc.policy.circuit_breaker.reset();
+        sc.balancer.outlier_detection.reset();
+        sc.policy.retry.max_attempts = 2;
+    });
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(call(m, service).ec, make_error_code(call_errc::upstream_status));
+    }
+    upstreams[0].status = 200;
+    upstreams[1].status = 200;
+    for (int i = 0; i < 5; ++i) {
+        EXPECT_FALSE(call(m, service).ec);
+    }
+    EXPECT_EQ(call(m, "no-such-" + service).ec, make_error_code(call_errc::no_instances));
+
+    const auto text = m.render_metrics();
+    auto value = [&](const std::string& series) {
+        auto v = sample_value(text, series);
+        EXPECT_TRUE(v.has_value()) << series << " missing in:\n" << text;
+        return v.value_or(-1);
+    };
+    const auto svc = "service=\"" + service + "\"";
+    EXPECT_EQ(value("lakemesh_calls_total{" + svc + ",outcome=\"ok\"}"), 5);
+    EXPECT_EQ(value("lakemesh_calls_total{" + svc + ",outcome=\"upstream_status\"}"), 3);
+    EXPECT_EQ(value("lakemesh_calls_total{" + svc + ",outcome=\"timeout\"}"), 0);
+    EXPECT_EQ(value("lakemesh_call_duration_seconds_count{" + svc + "}"), 8);
+    EXPECT_EQ(value("lakemesh_call_retries_total{" + svc + "}"), 3);
+    // Per endpoint: 3 calls x 2 attempts failed, then 5 succeeded, spread by round robin.
+    double ok = 0;
+    double failed = 0;
+    for (const auto& u : upstreams) {
+        const auto ep = svc + ",endpoint=\"127.0.0.1:" + std::to_string(u.port()) + "\"";
+        ok += value("lakemesh_call_attempts_total{" + ep + ",outcome=\"ok\"}");
+        failed += value("lakemesh_call_attempts_total{" + ep + ",outcome=\"error\"}");
+        EXPECT_GE(value("lakemesh_call_attempt_duration_seconds_count{" + ep + "}"), 1);
+    }
+    EXPECT_EQ(ok, 5);
+    EXPECT_EQ(failed, 6);
+    EXPECT_EQ(value("lakemesh_endpoints{" + svc + "}"), 2);
+    EXPECT_EQ(value("lakemesh_circuit_breaker_state{" + svc + "}"), 0);
+    EXPECT_EQ(value("lakemesh_bulkhead_in_use{" + svc + "}"), 0);
+    EXPECT_GE(value("lakemesh_cache_lookups_total{result=\"hit\"}"), 7);
+    EXPECT_GE(value("lakemesh_cache_services"), 1);
+    EXPECT_EQ(value("lakemesh_calls_in_flight"), 0);
+    // The resolves of the two services and the readiness ticks went to Consul and were counted.
+    EXPECT_GE(value("lakemesh_consul_requests_total{group=\"health\",outcome=\"ok\"}"), 2);
+    EXPECT_GE(value("lakemesh_consul_request_duration_seconds_count{group=\"health\"}"), 1);
+    // Only the service's children exist: a failed lookup of an unknown service is a call
+    // outcome, and labels never carry anything but names and addresses.
+    EXPECT_EQ(value("lakemesh_calls_total{service=\"no-such-" + service +
+                    "\",outcome=\"no_instances\"}"),
+              1);
+
+    const auto promtool = find_promtool();
+    if (promtool.empty()) {
+        GTEST_SKIP() << "promtool not found (Debian's 'prometheus' package): the mesh's "
+                        "exposition was NOT checked by promtool";
+    }
+    auto problems = promtool_problems(promtool, text);
+    EXPECT_FALSE(problems.has_value()) << *problems << "\nexposition:\n" << text;
+}
+
+TEST_F(mesh_integrator_test, the_token_never_appears_in_metrics) {
+    add_instances(service, 1);
+    auto cfg = base_config();
+    const std::string token = "d6f1a8c2-metrics-token-must-not-leak";
+    cfg.consul.token = token;
+    auto reg = std::make_shared<observe::metrics_registry>();
+    cfg.metrics = reg;
+    caller_.emplace(io, cfg);
+    caller_->async_start([](error_code) {});
+    (void)call(*caller_, service);
+    const auto text = caller_->render_metrics();
+    EXPECT_EQ(reg->render(), text) << "the mesh records into the registry it was given";
+    EXPECT_NE(text.find("lakemesh_calls_total"), std::string::npos);
+    EXPECT_EQ(text.find(token), std::string::npos);
+}
 }  // namespace
 }  // namespace lakemesh::test
 
@@ -866,6 +951,37 @@ TEST_F(mesh_partition_call_test, a_moved_partition_is_found_at_its_new_owner) {
             return settled(c) && owners.size() == 2;
         },
         20s));
+}
+
+TEST_F(mesh_partition_call_test, partition_metrics_show_ownership_and_misdirected_calls) {
+    add_node("a");
+    add_node("b");
+    auto& c = table_client();
+    ASSERT_TRUE(run_until([&] { return settled(c); }, 20s));
+    force_misdirect[0] = 1;
+    force_misdirect[1] = 1;
+    for (int i = 0; i < 8; ++i) {
+        EXPECT_FALSE(call_key(c, "m" + std::to_string(i)).ec);
+    }
+    double owned = 0;
+    for (auto& n : nodes) {
+        const auto text = n.render_metrics();
+        auto v = sample_value(text, "lakemesh_partitions_owned");
+        ASSERT_TRUE(v.has_value()) << text;
+        owned += *v;
+        EXPECT_EQ(sample_value(text, "lakemesh_partition_members"), 2.0);
+        EXPECT_GE(sample_value(text, "lakemesh_partition_acquisitions_total").value_or(0), 1.0);
+        EXPECT_EQ(sample_value(text, "lakemesh_sessions_created_total"), 1.0);
+        EXPECT_GT(sample_value(text, "lakemesh_session_renew_latency_seconds").value_or(0), 0.0);
+        EXPECT_EQ(sample_value(text, "lakemesh_ready"), 1.0);
+    }
+    EXPECT_EQ(owned, P);
+    const auto text = c.render_metrics();
+    EXPECT_GE(sample_value(text, "lakemesh_partition_misdirected_total").value_or(0), 1.0) << text;
+    EXPECT_EQ(sample_value(text, "lakemesh_calls_total{service=\"partitions:lakemesh/" + cluster +
+                                     "/\",outcome=\"ok\"}"),
+              8.0)
+        << text;
 }
 
 TEST_F(mesh_partition_call_test, without_a_table_partition_calls_are_a_configuration_error) {
