@@ -19,7 +19,8 @@ packages=(build-essential g++ cmake ninja-build ccache pkg-config git
           libgtest-dev libgmock-dev libbenchmark-dev
           clang libclang-rt-dev llvm
           curl xz-utils
-          prometheus)  # promtool checks the metrics exposition in the tests
+          prometheus  # promtool checks the metrics exposition in the tests
+          chromium)   # headless, renders the admin page in the tests (admin_page.*)
 
 install_deps() {
     local missing=()
