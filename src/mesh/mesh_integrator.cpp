@@ -2,6 +2,7 @@
 #include <lakemesh/mesh_integrator.hpp>
 
 #include "mesh/http_pool.hpp"
+#include "mesh/policy_watch.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -159,6 +160,11 @@ error_code validate(const mesh_config& cfg, diagnostics& diag) {
             return ec;
         }
     }
+    if (cfg.policy_reload) {
+        if (auto ec = mesh::detail::validate(*cfg.policy_reload, diag)) {
+            return ec;
+        }
+    }
     return {};
 }
 
@@ -295,6 +301,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     asio::steady_timer drain_timer;
     bool draining = false;
     mesh_stats counters;
+    // Runtime policy reload (mesh_config::policy_reload); after `counters`, which it counts in.
+    std::unique_ptr<mesh::detail::policy_watch> policies;
 
     impl(asio::any_io_executor e, mesh_config c, observe::logger l)
         : ex(std::move(e)),
@@ -333,14 +341,62 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     service_state& state_for(const std::string& name) {
         auto it = services.find(name);
         if (it == services.end()) {
-            auto c = cfg.services.find(name);
-            auto sc = c != cfg.services.end() ? c->second : cfg.default_calls;
+            auto sc = calls_for(name);
             it = services
                      .emplace(name, std::make_unique<service_state>(ex, name, std::move(sc),
                                                                     seed_counter++))
                      .first;
         }
         return *it->second;
+    }
+
+    // ---------------------------------------------------------------- policy reload
+
+    /// The configured settings of calls to `name`.
+    service_call_config static_calls(const std::string& name) const {
+        auto c = cfg.services.find(name);
+        return c != cfg.services.end() ? c->second : cfg.default_calls;
+    }
+
+    /// The settings new calls to `name` use: the KV override when there is one.
+    service_call_config calls_for(const std::string& name) const {
+        if (policies) {
+            if (const auto* o = policies->override_of(name)) {
+                return *o;
+            }
+        }
+        return static_calls(name);
+    }
+
+    /// The KV override of `name` changed: a service already called takes it now (one never
+    /// called takes it in state_for).
+    void apply_calls(const std::string& name) {
+        auto it = services.find(name);
+        if (it == services.end()) {
+            return;
+        }
+        auto& st = *it->second;
+        if (mesh::detail::apply_call_config(st.name, st.cfg, st.policy, st.balancer,
+                                            calls_for(name),
+                                            seed_counter++ ^ 0x9e3779b97f4a7c15ULL)) {
+            st.snapshot.reset();  // refresh_balancer fills the balancer again
+        }
+    }
+
+    void start_policy_watch() {
+        if (!cfg.policy_reload || policies) {
+            return;
+        }
+        mesh::detail::policy_watch::callbacks cb;
+        cb.static_calls = [this](const std::string& name) { return static_calls(name); };
+        cb.changed = [w = weak_from_this()](const std::string& name) {
+            if (auto self = w.lock()) {
+                self->apply_calls(name);
+            }
+        };
+        policies = std::make_unique<mesh::detail::policy_watch>(ex, client, *cfg.policy_reload, log,
+                                                                std::move(cb), counters);
+        policies->start();
     }
 
     // ---------------------------------------------------------------- readiness
@@ -471,6 +527,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             }
         }
         state = phase::started;
+        start_policy_watch();
         for (const auto& dep : cfg.dependencies) {
             auto& st = state_for(dep);
             cache.async_resolve(dep, st.cfg.query, [](error_code, discovery::resolve_result) {});
@@ -519,6 +576,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         check_ready();
         state = phase::stopping;
         ready_timer.cancel();
+        if (policies) {
+            policies->stop();
+        }
         complete_start_waiters(call_errc::mesh_stopped);
         if (!was_started) {
             // Nothing registered, but calls may be in flight (calls need no start).
@@ -1103,6 +1163,9 @@ mesh_integrator::mesh_integrator(boost::asio::io_context& io, mesh_config cfg, o
 mesh_integrator::~mesh_integrator() {
     impl_->ready_timer.cancel();
     impl_->drain_timer.cancel();
+    if (impl_->policies) {
+        impl_->policies->stop();
+    }
     for (auto& c : std::vector<std::shared_ptr<impl::call_state>>(impl_->in_flight.begin(),
                                                                   impl_->in_flight.end())) {
         c->cancelled = true;
