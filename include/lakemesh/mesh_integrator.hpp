@@ -22,6 +22,7 @@
 #include <lakemesh/error.hpp>
 #include <lakemesh/health/health_scheduler.hpp>
 #include <lakemesh/mesh/http.hpp>
+#include <lakemesh/observe/admin_server.hpp>
 #include <lakemesh/observe/log.hpp>
 #include <lakemesh/observe/metrics.hpp>
 #include <lakemesh/partition/fence.hpp>
@@ -112,6 +113,24 @@ enum class start_mode : std::uint8_t {
     degraded,
 };
 
+/// Runtime policy reload from Consul KV (mesh_config::policy_reload). Each key
+/// `<prefix>config/policies/<service>` holds a JSON object of the same shape as a service's entry
+/// in the configuration file's "services" map (README "Configuration file"). It is a complete
+/// description of that service's call settings over its static ones: fields it does not set keep
+/// the values of mesh_config::services[service] (or default_calls when the service has no entry);
+/// a later value replaces an earlier one entirely (values are not merged with each other). A valid
+/// value applies to calls that start after it was read (calls in flight keep their policy); an
+/// invalid one (bad JSON, unknown field, wrong type or value, inconsistent settings, empty, over
+/// 64 KiB, or a key with '/' after the service name) is logged as a warning naming the key and
+/// the field, counted in mesh_stats::policy_reload_rejections, and the service keeps what it had.
+/// A deleted key returns the service to its static settings. A change of the balancer settings
+/// starts a new balancer (its latency and ejection state start over); a change of the query
+/// resolves the service again.
+struct policy_reload_config {
+    /// KV prefix: letters, ending in '/', no leading '/', no empty segments or control characters.
+    std::string prefix = "lakemesh/";
+};
+
 /// Settings of a mesh_integrator. Plain aggregate; every field has a usable default.
 struct mesh_config {
     /// This service as registered in Consul. Empty name: a pure client that registers nothing.
@@ -152,6 +171,12 @@ struct mesh_config {
     /// Where the mesh's metrics go (README "Metrics"). Empty: a registry of its own; give one to
     /// export the mesh's metrics beside the application's.
     std::shared_ptr<observe::metrics_registry> metrics;
+    /// The admin HTTP endpoint (README "Admin page"): /metrics, /healthz, /readyz, /status and
+    /// an HTML page. Off unless admin.enabled; started by async_start, stopped by async_stop.
+    observe::admin_config admin{};
+    /// Watch `<prefix>config/policies/` in KV from async_start on and apply the call settings
+    /// found there (see policy_reload_config). Empty: off.
+    std::optional<policy_reload_config> policy_reload;
 
     start_mode start = start_mode::degraded;
     /// How long async_stop lets in-flight calls finish before it cancels them.
@@ -216,6 +241,10 @@ struct mesh_stats {
     std::uint64_t attempts = 0;
     std::uint64_t hedges = 0;
     std::uint64_t hedges_won = 0;
+    /// Policy values from KV applied (deletions that restored the static settings included),
+    /// and values rejected (mesh_config::policy_reload).
+    std::uint64_t policy_reloads = 0;
+    std::uint64_t policy_reload_rejections = 0;
     std::size_t in_flight = 0;
 };
 
@@ -341,6 +370,12 @@ class mesh_integrator {
     /// Counts the rejections of a fence this process checks incoming partition requests with
     /// in lakemesh_partition_fence_rejections_total. The mesh keeps a reference to it.
     void watch_fence(std::shared_ptr<const partition::fence> f);
+    /// The admin endpoint's /status document (JSON): this service and its readiness, the
+    /// partition members and table, the services called with their endpoints, breakers and
+    /// bulkheads, the last errors. See observe/admin_server.hpp for the schema. On the executor.
+    std::string status_json();
+    /// The port the admin endpoint listens on; 0 when it is off or not started.
+    std::uint16_t admin_port() const noexcept;
 
   private:
     void start(boost::asio::any_completion_handler<void(error_code)> h);

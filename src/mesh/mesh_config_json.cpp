@@ -3,6 +3,7 @@
 #include <lakemesh/mesh_integrator.hpp>
 
 #include "consul/go_duration.hpp"
+#include "mesh/policy_watch.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -429,6 +430,12 @@ void read_root(const json& j, mesh_config& cfg) {
             r.fail("start_mode", v->dump() + " is not \"degraded\" or \"wait_for_consul\"");
         }
     }
+    if (auto v = r.get("policy_reload")) {
+        object_reader pr(*v, "policy_reload");
+        auto& c = cfg.policy_reload.emplace();
+        pr.str("prefix", c.prefix);
+        pr.finish();
+    }
     r.dur("stop_timeout", cfg.stop_timeout);
     r.dur("connect_timeout", cfg.connect_timeout);
     r.integer("max_idle_connections_per_instance", cfg.max_idle_connections_per_instance, 0,
@@ -489,6 +496,42 @@ mesh_config mesh_config::from_json(std::string_view text, error_code& ec, diagno
     }
     return cfg;
 }
+
+namespace mesh::detail {
+
+service_call_config service_call_config_from_json(std::string_view text,
+                                                  const service_call_config& base, error_code& ec,
+                                                  diagnostics& diag) {
+    ec = {};
+    service_call_config sc = base;
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::parse_error& e) {
+        diag.set_client_message("not valid JSON at " +
+                                line_and_column(text, e.byte > 0 ? e.byte - 1 : 0) + ": " +
+                                e.what());
+        ec = validation_errc::invalid_configuration;
+        return sc;
+    }
+    try {
+        if (!j.is_object()) {
+            throw config_error{
+                validation_errc::invalid_configuration,
+                std::string("expected an object of call settings, got ") + j.type_name()};
+        }
+        read_calls(j, "", sc);
+    } catch (const config_error& e) {
+        diag.set_client_message(e.message);
+        ec = e.code;
+    } catch (const json::exception& e) {
+        diag.set_client_message(e.what());
+        ec = validation_errc::invalid_configuration;
+    }
+    return sc;
+}
+
+}  // namespace mesh::detail
 
 mesh_config mesh_config::from_json_file(const std::string& path, error_code& ec,
                                         diagnostics& diag) {

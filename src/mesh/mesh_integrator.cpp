@@ -3,6 +3,9 @@
 
 #include "mesh/http_pool.hpp"
 #include "mesh/mesh_metrics.hpp"
+#include "mesh/policy_watch.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -13,6 +16,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
+#include <deque>
+#include <iomanip>
+#include <sstream>
 #include <list>
 #include <random>
 #include <unordered_map>
@@ -160,6 +167,11 @@ error_code validate(const mesh_config& cfg, diagnostics& diag) {
             return ec;
         }
     }
+    if (cfg.policy_reload) {
+        if (auto ec = mesh::detail::validate(*cfg.policy_reload, diag)) {
+            return ec;
+        }
+    }
     return {};
 }
 
@@ -302,8 +314,12 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     bool draining = false;
     mesh_stats counters;
     asio::steady_timer metrics_timer;
+    std::optional<observe::admin_server> admin;
+    /// The latest failures (calls, readiness), newest last, for /status.
+    std::deque<std::pair<std::chrono::system_clock::time_point, std::string>> last_errors;
     std::vector<std::shared_ptr<const partition::fence>> fences;
-    std::uint64_t fence_rejections_seen = 0;
+    // Runtime policy reload (mesh_config::policy_reload); after `counters`, which it counts in.
+    std::unique_ptr<mesh::detail::policy_watch> policies;
 
     impl(asio::any_io_executor e, mesh_config c, observe::logger l)
         : ex(std::move(e)),
@@ -345,14 +361,62 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     service_state& state_for(const std::string& name) {
         auto it = services.find(name);
         if (it == services.end()) {
-            auto c = cfg.services.find(name);
-            auto sc = c != cfg.services.end() ? c->second : cfg.default_calls;
+            auto sc = calls_for(name);
             it = services
                      .emplace(name, std::make_unique<service_state>(ex, name, std::move(sc),
                                                                     seed_counter++, metrics))
                      .first;
         }
         return *it->second;
+    }
+
+    // ---------------------------------------------------------------- policy reload
+
+    /// The configured settings of calls to `name`.
+    service_call_config static_calls(const std::string& name) const {
+        auto c = cfg.services.find(name);
+        return c != cfg.services.end() ? c->second : cfg.default_calls;
+    }
+
+    /// The settings new calls to `name` use: the KV override when there is one.
+    service_call_config calls_for(const std::string& name) const {
+        if (policies) {
+            if (const auto* o = policies->override_of(name)) {
+                return *o;
+            }
+        }
+        return static_calls(name);
+    }
+
+    /// The KV override of `name` changed: a service already called takes it now (one never
+    /// called takes it in state_for).
+    void apply_calls(const std::string& name) {
+        auto it = services.find(name);
+        if (it == services.end()) {
+            return;
+        }
+        auto& st = *it->second;
+        if (mesh::detail::apply_call_config(st.name, st.cfg, st.policy, st.balancer,
+                                            calls_for(name),
+                                            seed_counter++ ^ 0x9e3779b97f4a7c15ULL)) {
+            st.snapshot.reset();  // refresh_balancer fills the balancer again
+        }
+    }
+
+    void start_policy_watch() {
+        if (!cfg.policy_reload || policies) {
+            return;
+        }
+        mesh::detail::policy_watch::callbacks cb;
+        cb.static_calls = [this](const std::string& name) { return static_calls(name); };
+        cb.changed = [w = weak_from_this()](const std::string& name) {
+            if (auto self = w.lock()) {
+                self->apply_calls(name);
+            }
+        };
+        policies = std::make_unique<mesh::detail::policy_watch>(ex, client, *cfg.policy_reload, log,
+                                                                std::move(cb), counters);
+        policies->start();
     }
 
     // ---------------------------------------------------------------- readiness
@@ -482,7 +546,15 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 return;
             }
         }
+        if (cfg.admin.enabled) {
+            if (auto ec = start_admin(diag)) {
+                log.error("mesh: the admin endpoint did not start: " + diag.to_string());
+                post_handler(std::move(h), ec);
+                return;
+            }
+        }
         state = phase::started;
+        start_policy_watch();
         for (const auto& dep : cfg.dependencies) {
             auto& st = state_for(dep);
             cache.async_resolve(dep, st.cfg.query, [](error_code, discovery::resolve_result) {});
@@ -569,6 +641,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             rejected += f->rejections();
         }
         m.catch_up(m.fence_rejections, rejected);
+        m.catch_up(m.policy_reloads, counters.policy_reloads);
+        m.catch_up(m.policy_reload_rejections, counters.policy_reload_rejections);
 
         const auto now = clock::now();
         auto service_gauges = [&](service_state& st) {
@@ -600,6 +674,142 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    void note_error(std::string what) {
+        if (last_errors.size() >= 10) {
+            last_errors.pop_front();
+        }
+        last_errors.emplace_back(std::chrono::system_clock::now(), std::move(what));
+    }
+
+    error_code start_admin(diagnostics& diag) {
+        observe::admin_source src;
+        src.metrics = [w = weak_from_this()] {
+            auto self = w.lock();
+            if (!self) {
+                return std::string();
+            }
+            self->collect();
+            return self->metrics.registry().render();
+        };
+        src.ready = [w = weak_from_this()](std::string& why) {
+            auto self = w.lock();
+            if (!self) {
+                why = "stopped";
+                return false;
+            }
+            why = self->reason();
+            return self->is_ready();
+        };
+        src.status_json = [w = weak_from_this()] {
+            auto self = w.lock();
+            return self ? self->status_json() : std::string("{}");
+        };
+        admin.emplace(ex, cfg.admin, std::move(src), log.with_component("admin"));
+        return admin->start(diag);
+    }
+
+    static std::string utc(std::chrono::system_clock::time_point t) {
+        const auto tt = std::chrono::system_clock::to_time_t(t);
+        std::tm tm{};
+        gmtime_r(&tt, &tm);
+        std::ostringstream out;
+        out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+        return out.str();
+    }
+
+    /// The admin endpoint's /status document (schema in observe/admin_server.hpp).
+    std::string status_json() {
+        using json = nlohmann::json;
+        json doc;
+        doc["service"] = {{"name", cfg.service_name},
+                          {"id", service_id},
+                          {"ready", is_ready()},
+                          {"not_ready_reason", reason()}};
+        doc["consul"] = {{"address", cfg.consul.addresses.empty() ? std::string()
+                                                                  : cfg.consul.addresses.front().to_string()},
+                         {"last_error", consul_ok ? std::string() : consul_reason}};
+        json members = json::array();
+        if (registry) {
+            for (const auto& m : registry->members()) {
+                members.push_back({{"node", m.id}, {"address", ""}, {"weight", m.weight}});
+            }
+        }
+        doc["members"] = std::move(members);
+        if (const auto* table = routing_table()) {
+            json rows = json::array();
+            const auto snap = table->snapshot();
+            if (snap) {
+                for (std::size_t p = 0; p < snap->owners.size(); ++p) {
+                    const auto& o = snap->owners[p];
+                    rows.push_back(
+                        {{"partition", p},
+                         {"owner", o.owned ? o.node : std::string()},
+                         {"state", o.owned ? std::string(partition::to_string(o.state))
+                                           : std::string("free")},
+                         {"token", std::to_string(o.token)}});
+                }
+                // Members' addresses, from the owners they hold.
+                for (auto& m : doc["members"]) {
+                    for (const auto& o : snap->owners) {
+                        if (o.node == m["node"].get<std::string>() && !o.address.empty()) {
+                            m["address"] = o.address + ":" + std::to_string(o.port);
+                            break;
+                        }
+                    }
+                }
+            }
+            doc["partitions"] = {{"cluster", table->config().prefix},
+                                 {"count", table->config().partitions},
+                                 {"owned_here", registry ? registry->owned_count() : 0},
+                                 {"table", std::move(rows)}};
+        } else {
+            doc["partitions"] = nullptr;
+        }
+        json svcs = json::array();
+        auto add_service = [&](service_state& st) {
+            json eps = json::array();
+            const auto& lb = st.balancer;
+            for (std::size_t i = 0; i < lb.endpoints().size(); ++i) {
+                const auto& e = lb.endpoints()[i];
+                eps.push_back(
+                    {{"address", e.address + ":" + std::to_string(e.port)},
+                     {"healthy", e.health == resilience::endpoint_health::passing},
+                     {"ejected", i < lb.outliers().size() && lb.outliers().is_ejected(i)},
+                     {"in_flight", lb.in_flight(i)}});
+            }
+            std::uint64_t calls = 0;
+            for (auto* c : st.m->calls) {
+                calls += c->value();
+            }
+            const auto ok = st.m->calls[0]->value();
+            svcs.push_back({{"name", st.name},
+                            {"breaker", std::string(resilience::to_string(
+                                            st.policy.breaker().state()))},
+                            {"bulkhead_in_use", st.policy.concurrency().in_flight()},
+                            {"calls", calls},
+                            {"failures", calls - ok},
+                            {"endpoints", std::move(eps)}});
+        };
+        std::vector<std::string> names;
+        for (const auto& [name, st] : services) {
+            names.push_back(name);
+        }
+        std::sort(names.begin(), names.end());
+        for (const auto& n : names) {
+            add_service(*services.at(n));
+        }
+        if (partition_calls) {
+            add_service(*partition_calls);
+        }
+        doc["services"] = std::move(svcs);
+        json errors = json::array();
+        for (const auto& [at, what] : last_errors) {
+            errors.push_back({{"at", utc(at)}, {"what", what}});
+        }
+        doc["last_errors"] = std::move(errors);
+        return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+
     void metrics_tick() {
         collect();
         metrics_timer.expires_after(std::chrono::seconds(1));
@@ -626,6 +836,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         check_ready();
         state = phase::stopping;
         ready_timer.cancel();
+        if (policies) {
+            policies->stop();
+        }
         complete_start_waiters(call_errc::mesh_stopped);
         if (!was_started) {
             // Nothing registered, but calls may be in flight (calls need no start).
@@ -703,6 +916,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
         state = phase::stopped;
         metrics_timer.cancel();
+        if (admin) {
+            admin->stop();
+        }
         collect();
         pool->shutdown();
         auto waiters = std::move(stop_waiters);
@@ -742,6 +958,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             if (!c->attempt_diag.client_message().empty() &&
                 (!c->last_error || c->last_error.category() != call_category())) {
                 msg += " (" + c->attempt_diag.client_message() + ")";
+            }
+            if (ec != asio::error::operation_aborted) {
+                note_error(msg);
             }
             c->result.diag.set_client_message(std::move(msg));
             if (c->result.response.status != 0) {
@@ -1232,6 +1451,12 @@ mesh_integrator::~mesh_integrator() {
     impl_->ready_timer.cancel();
     impl_->drain_timer.cancel();
     impl_->metrics_timer.cancel();
+    if (impl_->admin) {
+        impl_->admin->stop();
+    }
+    if (impl_->policies) {
+        impl_->policies->stop();
+    }
     for (auto& c : std::vector<std::shared_ptr<impl::call_state>>(impl_->in_flight.begin(),
                                                                   impl_->in_flight.end())) {
         c->cancelled = true;
@@ -1311,6 +1536,12 @@ void mesh_integrator::watch_fence(std::shared_ptr<const partition::fence> f) {
     if (f) {
         impl_->fences.push_back(std::move(f));
     }
+}
+std::string mesh_integrator::status_json() {
+    return impl_->status_json();
+}
+std::uint16_t mesh_integrator::admin_port() const noexcept {
+    return impl_->admin ? impl_->admin->port() : 0;
 }
 mesh_stats mesh_integrator::stats() const noexcept {
     auto s = impl_->counters;
