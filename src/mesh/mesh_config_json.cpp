@@ -430,6 +430,17 @@ void read_root(const json& j, mesh_config& cfg) {
             r.fail("start_mode", v->dump() + " is not \"degraded\" or \"wait_for_consul\"");
         }
     }
+    if (auto v = r.get("admin")) {
+        object_reader a(*v, "admin");
+        a.boolean("enabled", cfg.admin.enabled);
+        a.str("address", cfg.admin.address);
+        a.integer("port", cfg.admin.port, 0, 65535);
+        a.str("token", cfg.admin.token);
+        a.integer("max_request_bytes", cfg.admin.max_request_bytes, 1, 1 << 24);
+        a.dur("read_timeout", cfg.admin.read_timeout);
+        a.integer("max_connections", cfg.admin.max_connections, 1, 100'000);
+        a.finish();
+    }
     if (auto v = r.get("policy_reload")) {
         object_reader pr(*v, "policy_reload");
         auto& c = cfg.policy_reload.emplace();

@@ -193,3 +193,36 @@ TEST(call_context, reads_deadline_and_trace_and_ignores_malformed_headers) {
 
 }  // namespace
 }  // namespace lakemesh
+
+namespace lakemesh {
+namespace {
+
+TEST(mesh_config_json, the_admin_endpoint_settings_are_read_and_checked) {
+    error_code ec;
+    diagnostics diag;
+    auto cfg = mesh_config::from_json(R"({"admin": {"enabled": true, "address": "10.0.0.5",
+        "port": 9090, "token": "t0k3n", "read_timeout": "2s", "max_connections": 4}})",
+                                      ec, diag);
+    ASSERT_FALSE(ec) << diag.to_string();
+    EXPECT_TRUE(cfg.admin.enabled);
+    EXPECT_EQ(cfg.admin.address, "10.0.0.5");
+    EXPECT_EQ(cfg.admin.port, 9090);
+    EXPECT_EQ(cfg.admin.token, "t0k3n");
+    EXPECT_EQ(cfg.admin.read_timeout, std::chrono::milliseconds(2000));
+    EXPECT_EQ(cfg.admin.max_connections, 4u);
+    EXPECT_EQ(cfg.admin.max_request_bytes, observe::admin_config{}.max_request_bytes);
+
+    cfg = mesh_config::from_json(R"({})", ec, diag);
+    ASSERT_FALSE(ec);
+    EXPECT_FALSE(cfg.admin.enabled) << "off unless configured";
+
+    cfg = mesh_config::from_json(R"({"admin": {"port": 70000}})", ec, diag);
+    EXPECT_TRUE(ec);
+    EXPECT_NE(diag.client_message().find("admin.port"), std::string::npos) << diag.to_string();
+    cfg = mesh_config::from_json(R"({"admin": {"enable": true}})", ec, diag);
+    EXPECT_TRUE(ec);
+    EXPECT_NE(diag.client_message().find("admin.enable"), std::string::npos) << diag.to_string();
+}
+
+}  // namespace
+}  // namespace lakemesh
