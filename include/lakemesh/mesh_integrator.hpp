@@ -25,6 +25,7 @@
 #include <lakemesh/observe/admin_server.hpp>
 #include <lakemesh/observe/log.hpp>
 #include <lakemesh/observe/metrics.hpp>
+#include <lakemesh/observe/trace.hpp>
 #include <lakemesh/partition/fence.hpp>
 #include <lakemesh/partition/partition_registry.hpp>
 #include <lakemesh/resilience/deadline.hpp>
@@ -174,6 +175,9 @@ struct mesh_config {
     /// The admin HTTP endpoint (README "Admin page"): /metrics, /healthz, /readyz, /status and
     /// an HTML page. Off unless admin.enabled; started by async_start, stopped by async_stop.
     observe::admin_config admin{};
+    /// Receives a start and an end event for every call and attempt, and an end event for every
+    /// Consul request (observe/trace.hpp), to bridge them to a tracer. Empty: none.
+    std::shared_ptr<observe::span_listener> spans;
     /// Watch `<prefix>config/policies/` in KV from async_start on and apply the call settings
     /// found there (see policy_reload_config). Empty: off.
     std::optional<policy_reload_config> policy_reload;

@@ -31,6 +31,39 @@ using resilience::clock;
 
 namespace {
 
+/// The Consul client's one observer: the mesh's metrics, then the span listener (if any).
+class consul_request_fanout final : public consul::request_observer {
+  public:
+    consul_request_fanout(std::shared_ptr<consul::request_observer> metrics,
+                          std::shared_ptr<observe::span_listener> spans)
+        : metrics_(std::move(metrics)), spans_(std::move(spans)) {}
+
+    void on_request(const consul::request_event& e) noexcept override {
+        metrics_->on_request(e);
+        if (spans_) {
+            observe::span_event s;
+            s.kind = observe::span_kind::consul_request;
+            s.name = e.group;
+            s.start = e.start;
+            s.duration = e.elapsed;
+            s.ec = e.ec;
+            s.status = e.status;
+            spans_->on_span_end(s);
+        }
+    }
+
+  private:
+    std::shared_ptr<consul::request_observer> metrics_;
+    std::shared_ptr<observe::span_listener> spans_;
+};
+
+/// System-clock time of a steady-clock instant in the past, for span events.
+std::chrono::system_clock::time_point wall_time_of(resilience::time_point t) {
+    const auto ago = resilience::clock::now() - t;
+    return std::chrono::system_clock::now() -
+           std::chrono::duration_cast<std::chrono::system_clock::duration>(ago);
+}
+
 bool valid_name(std::string_view s) {
     return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -342,7 +375,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
           ready_timer(ex),
           drain_timer(ex),
           metrics_timer(ex) {
-        client.set_observer(metrics.consul_observer());
+        client.set_observer(
+            std::make_shared<consul_request_fanout>(metrics.consul_observer(), cfg.spans));
         service_id = cfg.service_id.empty() && !cfg.service_name.empty()
                          ? cfg.service_name + "-" + cfg.address + "-" + std::to_string(cfg.port)
                          : cfg.service_id;
@@ -942,6 +976,16 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         if (c->m) {
             c->m->record_call(ec, clock::now() - c->started);
         }
+        if (cfg.spans && !c->result.traceparent.empty()) {
+            auto e = span_of(*c, observe::span_kind::call);
+            e.start = wall_time_of(c->started);
+            e.duration = clock::now() - c->started;
+            e.ec = ec;
+            e.status = c->result.response.status;
+            e.attempt = c->result.attempts;
+            e.endpoint = c->result.endpoint;
+            cfg.spans->on_span_end(e);
+        }
         if (ec) {
             ++counters.call_failures;
             std::string msg = c->partition_call
@@ -959,7 +1003,14 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 (!c->last_error || c->last_error.category() != call_category())) {
                 msg += " (" + c->attempt_diag.client_message() + ")";
             }
+            // The trace ID ties the failure to the request's trace in logs and /status.
+            if (c->result.traceparent.size() >= 35) {
+                msg += " [trace " + c->result.traceparent.substr(3, 32) + "]";
+            }
             if (ec != asio::error::operation_aborted) {
+                if (log.enabled(observe::log_level::debug)) {
+                    log.debug("mesh: " + msg);
+                }
                 note_error(msg);
             }
             c->result.diag.set_client_message(std::move(msg));
@@ -1039,6 +1090,30 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         st.balancer.update(std::move(eps), clock::now());
     }
 
+    /// A span event of call `c` (trace and span IDs from its traceparent).
+    observe::span_event span_of(const call_state& c, observe::span_kind kind) const {
+        observe::span_event e;
+        e.kind = kind;
+        e.name = c.m ? std::string_view(c.m->service) : std::string_view(c.service);
+        const std::string_view tp = c.result.traceparent;
+        if (tp.size() >= 52) {
+            e.trace_id = tp.substr(3, 32);
+            e.span_id = tp.substr(36, 16);
+        }
+        return e;
+    }
+
+    void span_attempt_start(const call_state& c, std::string_view endpoint) {
+        if (!cfg.spans) {
+            return;
+        }
+        auto e = span_of(c, observe::span_kind::attempt);
+        e.endpoint = endpoint;
+        e.attempt = c.result.attempts;
+        e.start = std::chrono::system_clock::now();
+        cfg.spans->on_span_start(e);
+    }
+
     /// Trace context, idempotency, the in-flight list and the user's cancellation.
     void prepare(const std::shared_ptr<call_state>& c) {
         c->idempotent =
@@ -1052,6 +1127,11 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         in_flight.push_back(c);
         c->pos = std::prev(in_flight.end());
         c->listed = true;
+        if (cfg.spans) {
+            auto e = span_of(*c, observe::span_kind::call);
+            e.start = wall_time_of(c->started);
+            cfg.spans->on_span_start(e);
+        }
         // The user's cancellation reaches the call through our own signal, which the stop uses too.
         auto slot = asio::get_associated_cancellation_slot(c->handler);
         if (slot.is_connected()) {
@@ -1212,6 +1292,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             c->request.set_header(std::string(headers::deadline_ms), std::to_string(left.count()));
         }
         c->attempt_diag.clear();
+        span_attempt_start(*c, c->result.endpoint);
         if (pick && c->idempotent) {
             auto& st = state_for(name);
             if (auto delay = st.hedge_delay(); delay && st.balancer.eligible().size() > 1) {
@@ -1296,6 +1377,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             ++c->result.hedges;
             ++self->counters.hedges;
             s.m->hedges->inc();
+            self->span_attempt_start(*c, ep.address + ":" + std::to_string(ep.port));
             self->send_leg(name, c, hs, 1, *pick, ep.address, ep.port);
         });
     }
@@ -1367,6 +1449,16 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                       error_code& ec, mesh::http_response& resp) {
         const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
         const bool cancelled = ec == asio::error::operation_aborted && (c.cancelled || !c.per_try_bound);
+        if (cfg.spans) {
+            auto e = span_of(c, observe::span_kind::attempt);
+            e.endpoint = endpoint;
+            e.attempt = c.result.attempts;
+            e.start = wall_time_of(started);
+            e.duration = clock::now() - started;
+            e.ec = server_error ? make_error_code(call_errc::upstream_status) : ec;
+            e.status = resp.status;
+            cfg.spans->on_span_end(e);
+        }
         if (c.m && !abandoned && !cancelled) {
             const auto key = pick ? pick->key : std::hash<std::string>{}(endpoint);
             auto& em = metrics.endpoint(*c.m, key, endpoint);

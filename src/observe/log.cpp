@@ -1,7 +1,13 @@
 #include <lakemesh/observe/log.hpp>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
 
 namespace lakemesh::observe {
 namespace {
@@ -38,6 +44,83 @@ class spdlog_sink final : public log_sink {
     std::shared_ptr<spdlog::logger> logger_;
 };
 
+const char* level_name(log_level l) {
+    switch (l) {
+        case log_level::trace:
+            return "trace";
+        case log_level::debug:
+            return "debug";
+        case log_level::info:
+            return "info";
+        case log_level::warn:
+            return "warn";
+        case log_level::error:
+            return "error";
+        case log_level::off:
+            return "off";
+    }
+    return "info";
+}
+
+/// The 32 hex digits after "[trace " in a message, "" when there are none.
+std::string_view trace_id_in(std::string_view message) {
+    constexpr std::string_view marker = "[trace ";
+    const auto at = message.find(marker);
+    if (at == std::string_view::npos || message.size() < at + marker.size() + 32) {
+        return {};
+    }
+    const auto id = message.substr(at + marker.size(), 32);
+    for (char c : id) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return {};
+        }
+    }
+    return id;
+}
+
+class json_sink final : public log_sink {
+  public:
+    json_sink(std::FILE* out, log_level level) : out_(out), level_(level) {}
+    bool enabled(log_level level) const noexcept override {
+        return level_ != log_level::off && level >= level_;
+    }
+    void write(log_level level, std::string_view component, std::string_view message) override {
+        if (!enabled(level)) {
+            return;
+        }
+        const auto now = std::chrono::system_clock::now();
+        const auto tt = std::chrono::system_clock::to_time_t(now);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            now.time_since_epoch())
+                            .count() %
+                        1000;
+        std::tm tm{};
+        gmtime_r(&tt, &tm);
+        char stamp[96];
+        std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                      tm.tm_sec, static_cast<int>(ms));
+        nlohmann::ordered_json line;
+        line["time"] = stamp;
+        line["level"] = level_name(level);
+        line["component"] = component;
+        line["message"] = message;
+        if (const auto trace = trace_id_in(message); !trace.empty()) {
+            line["trace_id"] = trace;
+        }
+        auto text = line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+        text += '\n';
+        const std::lock_guard lock(mutex_);
+        std::fwrite(text.data(), 1, text.size(), out_);
+        std::fflush(out_);
+    }
+
+  private:
+    std::FILE* out_;
+    log_level level_;
+    std::mutex mutex_;
+};
+
 class null_sink final : public log_sink {
   public:
     bool enabled(log_level) const noexcept override { return false; }
@@ -57,6 +140,10 @@ std::shared_ptr<log_sink> make_spdlog_sink(std::string name, log_level level) {
     }
     l->set_level(to_spdlog(level));
     return std::make_shared<spdlog_sink>(std::move(l));
+}
+
+std::shared_ptr<log_sink> make_json_sink(std::FILE* out, log_level level) {
+    return std::make_shared<json_sink>(out != nullptr ? out : stderr, level);
 }
 
 std::shared_ptr<log_sink> make_null_sink() {

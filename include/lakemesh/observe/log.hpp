@@ -3,6 +3,7 @@
 // (the ACL token) before the sink sees it.
 #pragma once
 
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +27,11 @@ class log_sink {
 /// The default sink: an spdlog logger named `name` (created on first use, stderr colour sink).
 std::shared_ptr<log_sink> make_spdlog_sink(std::string name = "lakemesh",
                                            log_level level = log_level::info);
+/// A sink writing one JSON object per line to `out` (stderr when null): {"time": UTC with
+/// milliseconds, "level", "component", "message", and "trace_id" when the message names a trace
+/// as "[trace <32 hex digits>]", as the mesh's call failures do}. Invalid UTF-8 is replaced.
+std::shared_ptr<log_sink> make_json_sink(std::FILE* out = nullptr,
+                                         log_level level = log_level::info);
 /// A sink that drops everything.
 std::shared_ptr<log_sink> make_null_sink();
 

@@ -780,6 +780,93 @@ TEST_F(mesh_integrator_test, metrics_count_calls_attempts_retries_and_consul_req
     EXPECT_FALSE(problems.has_value()) << *problems << "\nexposition:\n" << text;
 }
 
+/// Records span events (copies of the views).
+struct recorded_span {
+    bool start = false;
+    observe::span_kind kind{};
+    std::string name, trace_id, span_id, endpoint;
+    unsigned attempt = 0;
+    error_code ec;
+    unsigned status = 0;
+};
+class span_recorder : public observe::span_listener {
+  public:
+    std::vector<recorded_span> spans;
+    void on_span_start(const observe::span_event& e) noexcept override { add(e, true); }
+    void on_span_end(const observe::span_event& e) noexcept override { add(e, false); }
+
+  private:
+    void add(const observe::span_event& e, bool start) {
+        spans.push_back({start, e.kind, std::string(e.name), std::string(e.trace_id),
+                         std::string(e.span_id), std::string(e.endpoint), e.attempt, e.ec,
+                         e.status});
+    }
+};
+
+TEST_F(mesh_integrator_test, spans_cover_the_call_its_attempts_and_consul_requests) {
+    add_instances(service, 2);
+    upstreams[0].status = 503;
+    upstreams[1].status = 503;
+    auto spans = std::make_shared<span_recorder>();
+    auto cfg = base_config();
+    auto sc = cfg.default_calls;
+    sc.balancer.kind = resilience::balancer_kind::round_robin;
+    sc.policy.retry.base_backoff = 1ms;
+    sc.policy.retry.max_backoff = 2ms;
+    sc.policy.retry.max_attempts = 2;
+    sc.policy.circuit_breaker.reset();
+    sc.balancer.outlier_detection.reset();
+    cfg.services[service] = sc;
+    cfg.spans = spans;
+    caller_.emplace(io, cfg);
+    auto out = call(*caller_, service);
+    ASSERT_EQ(out.ec, make_error_code(call_errc::upstream_status));
+    const auto trace = out.result.traceparent.substr(3, 32);
+    // The failure's text names the trace, for logs.
+    EXPECT_NE(out.result.diag.client_message().find("[trace " + trace + "]"), std::string::npos)
+        << out.result.diag.client_message();
+
+    std::vector<recorded_span> call_spans, attempt_starts, attempt_ends, consul;
+    for (const auto& s : spans->spans) {
+        if (s.kind == observe::span_kind::call) {
+            call_spans.push_back(s);
+        } else if (s.kind == observe::span_kind::attempt) {
+            (s.start ? attempt_starts : attempt_ends).push_back(s);
+        } else {
+            consul.push_back(s);
+        }
+    }
+    ASSERT_EQ(call_spans.size(), 2u);
+    EXPECT_TRUE(call_spans[0].start);
+    EXPECT_FALSE(call_spans[1].start);
+    for (const auto& s : call_spans) {
+        EXPECT_EQ(s.name, service);
+        EXPECT_EQ(s.trace_id, trace);
+        EXPECT_EQ(s.span_id, out.result.traceparent.substr(36, 16));
+    }
+    EXPECT_EQ(call_spans[1].ec, make_error_code(call_errc::upstream_status));
+    EXPECT_EQ(call_spans[1].status, 503u);
+    EXPECT_EQ(call_spans[1].attempt, 2u);
+    ASSERT_EQ(attempt_starts.size(), 2u);
+    ASSERT_EQ(attempt_ends.size(), 2u);
+    std::set<std::string> endpoints;
+    for (std::size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(attempt_starts[i].attempt, i + 1);
+        EXPECT_EQ(attempt_ends[i].attempt, i + 1);
+        EXPECT_EQ(attempt_ends[i].trace_id, trace);
+        EXPECT_EQ(attempt_ends[i].status, 503u);
+        EXPECT_EQ(attempt_ends[i].ec, make_error_code(call_errc::upstream_status));
+        EXPECT_EQ(attempt_starts[i].endpoint, attempt_ends[i].endpoint);
+        endpoints.insert(attempt_ends[i].endpoint);
+    }
+    EXPECT_EQ(endpoints.size(), 2u) << "the retry went to the other instance";
+    // The resolve of the service went to Consul's health endpoint: an end event, no trace.
+    const bool resolved = std::any_of(consul.begin(), consul.end(), [](const recorded_span& s) {
+        return !s.start && s.name == "health" && s.status == 200 && s.trace_id.empty();
+    });
+    EXPECT_TRUE(resolved);
+}
+
 TEST_F(mesh_integrator_test, the_token_never_appears_in_metrics) {
     add_instances(service, 1);
     auto cfg = base_config();
