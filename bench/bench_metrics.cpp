@@ -11,12 +11,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
-#include <vector>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 namespace {
 thread_local std::uint64_t t_allocs = 0;
@@ -188,9 +188,9 @@ void render_mesh_1000_services_x_10_endpoints(benchmark::State& state) {
     for (int s = 0; s < services; ++s) {
         auto svc = m.make_service("service-" + std::to_string(s));
         for (int e = 0; e < endpoints; ++e) {
-            auto& em = m.endpoint(*svc, static_cast<std::uint64_t>(e),
-                                  "10.0." + std::to_string(s % 256) + "." + std::to_string(e) +
-                                      ":8080");
+            auto& em =
+                m.endpoint(*svc, static_cast<std::uint64_t>(e),
+                           "10.0." + std::to_string(s % 256) + "." + std::to_string(e) + ":8080");
             em.ok->inc();
             em.duration->observe(0.001 * (e + 1));
         }

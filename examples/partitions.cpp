@@ -118,8 +118,8 @@ int main() {
     // [snippet:route]
     // Any thread: the key's partition and its owner, lock-free.
     if (auto v = a.registry->table().route("user:42"); v.has_owner()) {
-        std::cout << "user:42 is partition " << v.partition() << ", owned by " << v->node
-                  << " at " << v->address << ":" << v->port << " (token " << v->token << ")\n";
+        std::cout << "user:42 is partition " << v.partition() << ", owned by " << v->node << " at "
+                  << v->address << ":" << v->port << " (token " << v->token << ")\n";
     }
     // [/snippet]
     expect(run_until(io,
@@ -132,8 +132,7 @@ int main() {
 
     std::optional<error_code> stopped;
     b.registry->async_stop([&](error_code ec) { stopped = ec; });
-    expect(run_until(io, [&] { return stopped.has_value(); }) && !*stopped,
-           "b leaves gracefully");
+    expect(run_until(io, [&] { return stopped.has_value(); }) && !*stopped, "b leaves gracefully");
     expect(run_until(io, [&] { return a.serving.size() == 32 && a.registry->settled(); }),
            "a took every partition over by hand-off");
 

@@ -280,14 +280,13 @@ class exchange_operation final
         // transport holds the operation. Emitted on the client's executor, as in
         // run_operation: a coroutine of the exchange would otherwise queue the emission with a
         // raw pointer into this operation's signal when cancelled from outside the run.
-        caller_slot_.assign(
-            [weak = this->weak_from_this(), io](boost::asio::cancellation_type t) {
-                boost::asio::dispatch(io, [weak, t] {
-                    if (auto self = weak.lock()) {
-                        self->signal_.emit(t);
-                    }
-                });
+        caller_slot_.assign([weak = this->weak_from_this(), io](boost::asio::cancellation_type t) {
+            boost::asio::dispatch(io, [weak, t] {
+                if (auto self = weak.lock()) {
+                    self->signal_.emit(t);
+                }
             });
+        });
         return signal_.slot();
     }
 

@@ -100,10 +100,11 @@ class transport : public std::enable_shared_from_this<transport> {
                                std::shared_ptr<exchange_client> client, bool retrying_stale);
 
     /// The exchange itself; exchange() adds the observer's event around it.
-    boost::asio::awaitable<std::pair<error_code, http_answer>> exchange_once(
-        http_call call, diagnostics& diag, bool retrying_stale);
-    boost::asio::awaitable<std::vector<std::pair<error_code, http_answer>>>
-    exchange_pipelined_once(std::vector<http_call> calls, std::vector<diagnostics>& diags);
+    boost::asio::awaitable<std::pair<error_code, http_answer>> exchange_once(http_call call,
+                                                                             diagnostics& diag,
+                                                                             bool retrying_stale);
+    boost::asio::awaitable<std::vector<std::pair<error_code, http_answer>>> exchange_pipelined_once(
+        std::vector<http_call> calls, std::vector<diagnostics>& diags);
     /// Tells the observer (if any) about one exchange's outcome.
     void report(const http_call& call, const error_code& ec, unsigned status,
                 std::chrono::steady_clock::time_point start) const noexcept;

@@ -19,9 +19,9 @@
 #include <ctime>
 #include <deque>
 #include <iomanip>
-#include <sstream>
 #include <list>
 #include <random>
+#include <sstream>
 #include <unordered_map>
 
 namespace lakemesh {
@@ -694,10 +694,10 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             }
             sm.bulkhead_in_use->set(static_cast<double>(st.policy.concurrency().in_flight()));
             sm.endpoints->set(static_cast<double>(st.balancer.endpoints().size()));
-            sm.ejected_endpoints->set(
-                static_cast<double>(st.balancer.outliers().ejected_count()));
+            sm.ejected_endpoints->set(static_cast<double>(st.balancer.outliers().ejected_count()));
             if (st.snapshot) {
-                sm.staleness->set(std::chrono::duration<double>(now - st.snapshot->received).count());
+                sm.staleness->set(
+                    std::chrono::duration<double>(now - st.snapshot->received).count());
             }
         };
         for (auto& [name, st] : services) {
@@ -759,9 +759,10 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                           {"id", service_id},
                           {"ready", is_ready()},
                           {"not_ready_reason", reason()}};
-        doc["consul"] = {{"address", cfg.consul.addresses.empty() ? std::string()
-                                                                  : cfg.consul.addresses.front().to_string()},
-                         {"last_error", consul_ok ? std::string() : consul_reason}};
+        doc["consul"] = {
+            {"address", cfg.consul.addresses.empty() ? std::string()
+                                                     : cfg.consul.addresses.front().to_string()},
+            {"last_error", consul_ok ? std::string() : consul_reason}};
         json members = json::array();
         if (registry) {
             for (const auto& m : registry->members()) {
@@ -775,12 +776,11 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             if (snap) {
                 for (std::size_t p = 0; p < snap->owners.size(); ++p) {
                     const auto& o = snap->owners[p];
-                    rows.push_back(
-                        {{"partition", p},
-                         {"owner", o.owned ? o.node : std::string()},
-                         {"state", o.owned ? std::string(partition::to_string(o.state))
-                                           : std::string("free")},
-                         {"token", std::to_string(o.token)}});
+                    rows.push_back({{"partition", p},
+                                    {"owner", o.owned ? o.node : std::string()},
+                                    {"state", o.owned ? std::string(partition::to_string(o.state))
+                                                      : std::string("free")},
+                                    {"token", std::to_string(o.token)}});
                 }
                 // Members' addresses, from the owners they hold.
                 for (auto& m : doc["members"]) {
@@ -805,24 +805,23 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             const auto& lb = st.balancer;
             for (std::size_t i = 0; i < lb.endpoints().size(); ++i) {
                 const auto& e = lb.endpoints()[i];
-                eps.push_back(
-                    {{"address", e.address + ":" + std::to_string(e.port)},
-                     {"healthy", e.health == resilience::endpoint_health::passing},
-                     {"ejected", i < lb.outliers().size() && lb.outliers().is_ejected(i)},
-                     {"in_flight", lb.in_flight(i)}});
+                eps.push_back({{"address", e.address + ":" + std::to_string(e.port)},
+                               {"healthy", e.health == resilience::endpoint_health::passing},
+                               {"ejected", i < lb.outliers().size() && lb.outliers().is_ejected(i)},
+                               {"in_flight", lb.in_flight(i)}});
             }
             std::uint64_t calls = 0;
             for (auto* c : st.m->calls) {
                 calls += c->value();
             }
             const auto ok = st.m->calls[0]->value();
-            svcs.push_back({{"name", st.name},
-                            {"breaker", std::string(resilience::to_string(
-                                            st.policy.breaker().state()))},
-                            {"bulkhead_in_use", st.policy.concurrency().in_flight()},
-                            {"calls", calls},
-                            {"failures", calls - ok},
-                            {"endpoints", std::move(eps)}});
+            svcs.push_back(
+                {{"name", st.name},
+                 {"breaker", std::string(resilience::to_string(st.policy.breaker().state()))},
+                 {"bulkhead_in_use", st.policy.concurrency().in_flight()},
+                 {"calls", calls},
+                 {"failures", calls - ok},
+                 {"endpoints", std::move(eps)}});
         };
         std::vector<std::string> names;
         for (const auto& [name, st] : services) {
@@ -1307,8 +1306,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                                     handler = std::move(handler)](
                                        error_code ec, mesh::http_response resp) mutable {
                                  if (auto self = w.lock()) {
-                                     self->attempt_done(name, *c, pick, c->result.endpoint,
-                                                        started, false, ec, resp);
+                                     self->attempt_done(name, *c, pick, c->result.endpoint, started,
+                                                        false, ec, resp);
                                      if (!ec || resp.status != 0) {
                                          c->result.response = std::move(resp);
                                      }
@@ -1405,8 +1404,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                     }
                     // A leg cancelled because the other won says nothing about its endpoint.
                     const bool lost = hs->done && !hs->cancelled;
-                    self->attempt_done(name, *c, pick, hs->endpoint[leg], started, lost, ec,
-                                       resp);
+                    self->attempt_done(name, *c, pick, hs->endpoint[leg], started, lost, ec, resp);
                     if (hs->done) {
                         return;
                     }
@@ -1448,7 +1446,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                       const std::string& endpoint, clock::time_point started, bool abandoned,
                       error_code& ec, mesh::http_response& resp) {
         const bool server_error = !ec && (resp.status >= 500 || resp.status == 429);
-        const bool cancelled = ec == asio::error::operation_aborted && (c.cancelled || !c.per_try_bound);
+        const bool cancelled =
+            ec == asio::error::operation_aborted && (c.cancelled || !c.per_try_bound);
         if (cfg.spans) {
             auto e = span_of(c, observe::span_kind::attempt);
             e.endpoint = endpoint;

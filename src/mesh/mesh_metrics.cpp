@@ -77,9 +77,8 @@ call_outcome classify_call(const error_code& ec) noexcept {
 
 template <class Family>
 Family* mesh_metrics::fallback(error_code ec, diagnostics& diag, std::string_view name) {
-    log_.warn("metrics: family '" + std::string(name) +
-              "' not registered in the given registry (" + ec.message() + ": " +
-              diag.client_message() + "); it is recorded but not exported");
+    log_.warn("metrics: family '" + std::string(name) + "' not registered in the given registry (" +
+              ec.message() + ": " + diag.client_message() + "); it is recorded but not exported");
     return nullptr;
 }
 
@@ -122,8 +121,7 @@ observe::histogram_family* mesh_metrics::histogram_family(std::string_view name,
     return f;
 }
 
-mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry,
-                           observe::logger log)
+mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry, observe::logger log)
     : registry_(registry ? std::move(registry) : std::make_shared<observe::metrics_registry>()),
       log_(std::move(log)) {
     auto c0 = [&](std::string_view name, std::string_view help) {
@@ -163,17 +161,16 @@ mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry,
                                "Attempts sent to one instance, by service, endpoint and outcome "
                                "(ok, or error: no answer, 5xx or 429).",
                                {"service", "endpoint", "outcome"});
-    attempt_duration_ =
-        histogram_family("lakemesh_call_attempt_duration_seconds",
-                         "Time of one attempt at one instance, by service and endpoint.",
-                         {"service", "endpoint"});
+    attempt_duration_ = histogram_family(
+        "lakemesh_call_attempt_duration_seconds",
+        "Time of one attempt at one instance, by service and endpoint.", {"service", "endpoint"});
     retries_ = counter_family("lakemesh_call_retries_total", "Retries scheduled, by service.",
                               {"service"});
     hedges_ = counter_family("lakemesh_call_hedges_total", "Hedged requests sent, by service.",
                              {"service"});
-    hedges_won_ = counter_family("lakemesh_call_hedges_won_total",
-                                 "Calls answered by their hedge rather than the first attempt.",
-                                 {"service"});
+    hedges_won_ =
+        counter_family("lakemesh_call_hedges_won_total",
+                       "Calls answered by their hedge rather than the first attempt.", {"service"});
     rejections_ = counter_family(
         "lakemesh_call_rejections_total",
         "Calls refused before any attempt, by service and reason (circuit_open, bulkhead_full).",
@@ -190,20 +187,19 @@ mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry,
         "Circuit breaker state by service: 0 closed, 1 half open, 2 open.", {"service"});
     bulkhead_in_use_ = gauge_family("lakemesh_bulkhead_in_use",
                                     "Calls holding a bulkhead slot, by service.", {"service"});
-    endpoints_ = gauge_family("lakemesh_endpoints",
-                              "Instances the balancer knows, by service.", {"service"});
+    endpoints_ = gauge_family("lakemesh_endpoints", "Instances the balancer knows, by service.",
+                              {"service"});
     ejected_ = gauge_family("lakemesh_endpoints_ejected",
                             "Instances ejected as outliers right now, by service.", {"service"});
     calls_in_flight = g0("lakemesh_calls_in_flight", "Calls started and not yet completed.");
 
     // Service cache.
-    staleness_ = gauge_family("lakemesh_cache_staleness_seconds",
-                              "Age of the cached instance list of a service this mesh calls.",
-                              {"service"});
-    auto* lookups =
-        counter_family("lakemesh_cache_lookups_total",
-                       "Cache lookups made by calls, by result (hit: a snapshot was there).",
-                       {"result"});
+    staleness_ =
+        gauge_family("lakemesh_cache_staleness_seconds",
+                     "Age of the cached instance list of a service this mesh calls.", {"service"});
+    auto* lookups = counter_family(
+        "lakemesh_cache_lookups_total",
+        "Cache lookups made by calls, by result (hit: a snapshot was there).", {"result"});
     cache_lookup_hits = lookups->with({"hit"});
     cache_lookup_misses = lookups->with({"miss"});
     cache_services = g0("lakemesh_cache_services", "Services in the service cache.");
@@ -213,8 +209,8 @@ mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry,
     cache_updates = c0("lakemesh_cache_updates_total", "Snapshots published by the cache.");
     cache_evictions =
         c0("lakemesh_cache_evictions_total", "Services evicted by the cache's memory bound.");
-    cache_watch_errors = c0("lakemesh_cache_watch_errors_total",
-                            "Failed blocking queries of the cache's watches.");
+    cache_watch_errors =
+        c0("lakemesh_cache_watch_errors_total", "Failed blocking queries of the cache's watches.");
     cache_resyncs = c0("lakemesh_cache_resyncs_total",
                        "Watches that saw Consul's index go backwards (agent lost its state).");
 
@@ -227,22 +223,22 @@ mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry,
         c0("lakemesh_health_ttl_updates_total", "TTL check updates sent to the Consul agent.");
     ttl_update_batches = c0("lakemesh_health_ttl_update_batches_total",
                             "Pipelined batches the TTL check updates went in.");
-    registration_repairs =
-        c0("lakemesh_health_registration_repairs_total",
-           "Registrations restored after the agent lost them (anti-entropy).");
+    registration_repairs = c0("lakemesh_health_registration_repairs_total",
+                              "Registrations restored after the agent lost them (anti-entropy).");
     registered = g0("lakemesh_service_registered",
                     "1 when Consul accepted this service's latest registration.");
     ready = g0("lakemesh_ready", "1 when the mesh is ready (see /readyz).");
 
     // Partitions.
     partitions_owned = g0("lakemesh_partitions_owned", "Partitions this node owns.");
-    partition_members = g0("lakemesh_partition_members", "Live members of the partitioned cluster.");
+    partition_members =
+        g0("lakemesh_partition_members", "Live members of the partitioned cluster.");
     partition_acquisitions =
         c0("lakemesh_partition_acquisitions_total", "Partitions this node acquired.");
     partition_handoffs = c0("lakemesh_partition_handoffs_total",
                             "Partitions this node started handing off to their new owner.");
-    partition_drain_timeouts = c0("lakemesh_partition_drain_timeouts_total",
-                                  "Handoffs whose drain ran past its timeout.");
+    partition_drain_timeouts =
+        c0("lakemesh_partition_drain_timeouts_total", "Handoffs whose drain ran past its timeout.");
     partition_terms_lost = c0("lakemesh_partition_terms_lost_total",
                               "Ownership terms this node lost without handing off (failover).");
     partition_self_fencings =
@@ -261,8 +257,8 @@ mesh_metrics::mesh_metrics(std::shared_ptr<observe::metrics_registry> registry,
                           "stale owner's token).");
 
     // Runtime policy reload.
-    policy_reloads = c0("lakemesh_policy_reloads_total",
-                        "Call policies applied from Consul KV at run time.");
+    policy_reloads =
+        c0("lakemesh_policy_reloads_total", "Call policies applied from Consul KV at run time.");
     policy_reload_rejections = c0("lakemesh_policy_reload_rejections_total",
                                   "Call policies in Consul KV rejected as invalid (the old "
                                   "policy stays).");

@@ -21,9 +21,9 @@ namespace lakemesh::mesh::detail {
 
 /// How a call ended, as the `outcome` label says it.
 enum class call_outcome : std::uint8_t {
-    ok,                ///< an answer below 500 (other than 429)
-    upstream_status,   ///< 5xx or 429
-    timeout,           ///< the call's deadline or a per-try timeout
+    ok,               ///< an answer below 500 (other than 429)
+    upstream_status,  ///< 5xx or 429
+    timeout,          ///< the call's deadline or a per-try timeout
     circuit_open,
     bulkhead_full,
     budget_exhausted,  ///< the retry budget refused a retry

@@ -11,7 +11,6 @@
 #include <list>
 #include <optional>
 #include <thread>
-#include <thread>
 
 namespace lakemesh::test {
 

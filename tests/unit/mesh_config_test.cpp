@@ -86,12 +86,13 @@ TEST(mesh_config_json, a_full_file_sets_every_part) {
 TEST(mesh_config_json, the_readme_example_parses) {
     error_code ec;
     diagnostics diag;
-    auto cfg = parse(R"({"service": {"name": "orders", "port": 8080, "checks": [{"http": "http://127.0.0.1:8080/health", "interval": "5s"}]},
+    auto cfg = parse(
+        R"({"service": {"name": "orders", "port": 8080, "checks": [{"http": "http://127.0.0.1:8080/health", "interval": "5s"}]},
  "consul": {"address": "127.0.0.1:8500"},
  "calls": {"timeout": "2s", "retry": {"max_attempts": 3, "per_try_timeout": "500ms"}},
  "services": {"inventory": {"balancer": "least_request", "hedge": {"delay": "20ms"}}},
  "dependencies": ["inventory"], "start_mode": "wait_for_consul"})",
-                     ec, diag);
+        ec, diag);
     ASSERT_FALSE(ec) << diag.to_string();
     EXPECT_EQ(cfg.services.at("inventory").hedge.delay, 20ms);
     EXPECT_EQ(cfg.services.at("inventory").policy.retry.per_try_timeout, 500ms);

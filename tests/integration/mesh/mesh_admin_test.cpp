@@ -171,8 +171,8 @@ TEST_F(mesh_admin, serves_health_readiness_metrics_status_and_the_page) {
                          .string();
     error_code ec;
     std::string log;
-    const auto dom = render_dom_with_chromium("http://127.0.0.1:" + std::to_string(port) + "/",
-                                              png, ec, &log);
+    const auto dom =
+        render_dom_with_chromium("http://127.0.0.1:" + std::to_string(port) + "/", png, ec, &log);
     ASSERT_FALSE(ec) << ec.message() << "\n" << log;
     for (std::uint32_t p = 0; p < P; ++p) {
         const auto row = dom.find("<tr data-partition=\"" + std::to_string(p) + "\"");

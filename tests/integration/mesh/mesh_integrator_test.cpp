@@ -711,7 +711,6 @@ TEST_F(mesh_integrator_test, invalid_configuration_fails_the_start_with_the_fiel
     EXPECT_EQ(*started, make_error_code(validation_errc::invalid_argument));
 }
 
-
 // The metrics the call path, the policies, the cache and the Consul client record: what an
 // operator reads for one service after a run of calls, in an exposition promtool accepts.
 TEST_F(mesh_integrator_test, metrics_count_calls_attempts_retries_and_consul_requests) {
@@ -767,9 +766,9 @@ TEST_F(mesh_integrator_test, metrics_count_calls_attempts_retries_and_consul_req
     EXPECT_GE(value("lakemesh_consul_request_duration_seconds_count{group=\"health\"}"), 1);
     // Only the service's children exist: a failed lookup of an unknown service is a call
     // outcome, and labels never carry anything but names and addresses.
-    EXPECT_EQ(value("lakemesh_calls_total{service=\"no-such-" + service +
-                    "\",outcome=\"no_instances\"}"),
-              1);
+    EXPECT_EQ(
+        value("lakemesh_calls_total{service=\"no-such-" + service + "\",outcome=\"no_instances\"}"),
+        1);
 
     const auto promtool = find_promtool();
     if (promtool.empty()) {

@@ -69,8 +69,7 @@ class prometheus_process {
                 << "      - targets: ['127.0.0.1:" << target_port << "']\n";
         }
         const std::string log = (dir_ / "prometheus.log").string();
-        std::vector<std::string> args{binary,
-                                      "--config.file=" + (dir_ / "prometheus.yml").string(),
+        std::vector<std::string> args{binary, "--config.file=" + (dir_ / "prometheus.yml").string(),
                                       "--storage.tsdb.path=" + (dir_ / "data").string(),
                                       "--web.listen-address=127.0.0.1:" + std::to_string(port_),
                                       "--log.level=warn"};

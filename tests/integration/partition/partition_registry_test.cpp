@@ -455,7 +455,10 @@ TEST_F(partition_registry_test, a_node_cut_off_from_consul_fences_itself_before_
     // few seconds, but over 20 s once in an ASan build sharing two cores with another test).
     b.link->restore();
     EXPECT_TRUE(run_until(
-        [&] { return all_owned_once({"a", "b"}) && b.serving.size() >= P / 2 - 2; }, 45s));
+        [&] {
+            return all_owned_once({"a", "b"}) && b.serving.size() >= P / 2 - 2;
+        },
+        45s));
     EXPECT_EQ(overlaps, 0u);
 }
 
@@ -489,8 +492,8 @@ TEST_F(partition_registry_test, a_partition_count_that_disagrees_with_the_cluste
     EXPECT_EQ(*b.started, partition_errc::config_mismatch);
     EXPECT_TRUE(b.serving.empty());
     // Nothing of b reached Consul: it never became a member.
-    EXPECT_TRUE(
-        run_until([&] { return target.client().get("/v1/agent/service/" + cluster + "-b").status == 404; }));
+    EXPECT_TRUE(run_until(
+        [&] { return target.client().get("/v1/agent/service/" + cluster + "-b").status == 404; }));
 }
 
 TEST_F(partition_registry_test, invalid_settings_are_refused_before_anything_is_sent) {

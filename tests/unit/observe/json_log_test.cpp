@@ -36,8 +36,9 @@ TEST(json_log, one_object_per_line_with_level_component_message_and_trace) {
     log.add_secret("s3cret-token");
     log.debug("not written: below the level");
     log.info("started \"quoted\"\nsecond line");
-    log.warn("call to service 'stock': 3 attempt(s): upstream status "
-             "[trace 4bf92f3577b34da6a3ce929d0e0e4736] with s3cret-token inside");
+    log.warn(
+        "call to service 'stock': 3 attempt(s): upstream status "
+        "[trace 4bf92f3577b34da6a3ce929d0e0e4736] with s3cret-token inside");
     log.with_component("consul").error(std::string("bad \xff byte"));
     const auto lines = lines_of(f);
     std::fclose(f);
