@@ -46,7 +46,16 @@ build_preset() {
     local preset="$1"
     shift
     cmake --preset "$preset" "$@" >/dev/null
-    cmake --build --preset "$preset" -j "$jobs"
+    if cmake --build --preset "$preset" -j "$jobs"; then
+        return 0
+    fi
+    # The ccache is shared with other checkouts on this machine; an object cached while a header
+    # was being edited elsewhere can be stale (seen as undefined references at link time). One
+    # rebuild that ignores cached results and overwrites them tells such a cache apart from a
+    # real build error.
+    echo "== build ($preset) failed; rebuilding it once from scratch without cached objects (CCACHE_RECACHE=1)"
+    cmake --build --preset "$preset" --target clean >/dev/null
+    CCACHE_RECACHE=1 cmake --build --preset "$preset" -j "$jobs"
 }
 
 # The demo program (examples/demo/demo.cpp) and the Lake node it starts as processes; tests and
