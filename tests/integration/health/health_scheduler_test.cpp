@@ -6,6 +6,7 @@
 #include <lakemesh/health/health_scheduler.hpp>
 
 #include "../consul/typed_client_fixture.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -81,16 +82,7 @@ class health_scheduler_test : public typed_client_fixture {
 
     /// Runs the io_context until `pred` holds or `limit` passes (real time).
     bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        io.restart();
-        while (std::chrono::steady_clock::now() < deadline) {
-            if (pred()) {
-                return true;
-            }
-            io.run_for(20ms);
-            io.restart();
-        }
-        return pred();
+        return test::run_until(io, pred, limit, 20ms);
     }
 
     /// The agent's view of one check, read with a raw HTTP client (not the library's).

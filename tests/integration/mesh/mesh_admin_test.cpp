@@ -8,6 +8,7 @@
 #include "headless_browser.hpp"
 #include "promtool.hpp"
 #include "raw_http_client.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -40,15 +41,7 @@ class mesh_admin : public ::testing::Test {
     std::thread runner;
 
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 20s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                return false;
-            }
-            io.run_for(5ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, done, limit);
     }
 
     void add_node(const std::string& id, std::uint16_t port, bool admin) {

@@ -8,6 +8,7 @@
 #include "consul_target.hpp"
 #include "promtool.hpp"
 #include "tcp_forwarder.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -143,15 +144,7 @@ class mesh_integrator_test : public ::testing::Test {
     std::deque<mesh_integrator> providers;  // register the upstream instances
 
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                return false;
-            }
-            io.run_for(5ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, done, limit);
     }
 
     mesh_config base_config() {

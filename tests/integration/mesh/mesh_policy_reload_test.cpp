@@ -8,6 +8,7 @@
 
 #include "consul_target.hpp"
 #include "recording_http_server.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -59,15 +60,7 @@ class mesh_policy_reload : public ::testing::Test {
     std::string key(const std::string& svc) const { return prefix + "config/policies/" + svc; }
 
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                return false;
-            }
-            io.run_for(5ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, done, limit);
     }
 
     void start(mesh_integrator& m) {

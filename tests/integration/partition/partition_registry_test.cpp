@@ -9,6 +9,7 @@
 
 #include "consul_target.hpp"
 #include "tcp_forwarder.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -117,16 +118,7 @@ class partition_registry_test : public ::testing::Test {
     }
 
     bool run_until(const std::function<bool()>& pred, clock_t_::duration limit = 15s) {
-        const auto deadline = clock_t_::now() + limit;
-        io.restart();
-        while (!pred()) {
-            if (clock_t_::now() > deadline) {
-                return pred();
-            }
-            io.run_for(10ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, pred, limit, 10ms);
     }
 
     void record(test_node& n, event::kind k, std::uint32_t p, fencing_token t) {
