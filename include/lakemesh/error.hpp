@@ -64,6 +64,7 @@ enum class validation_errc {
     invalid_address,       ///< An agent address is not host:port or a URL.
     invalid_environment,  ///< An environment variable has a malformed value (named in diagnostics).
     invalid_configuration,  ///< A configuration aggregate is inconsistent.
+    unclean_path,           ///< A key or ID headed for a URL path has a ".", ".." or empty segment.
 };
 
 /// Rejections by the resilience layer.

@@ -19,7 +19,7 @@ void put_on_id(std::shared_ptr<client_impl> impl, const char* what, std::string 
                          [impl, what, prefix = std::move(prefix), id = std::move(id),
                           params = std::move(params)]() mutable -> empty_result {
                              result<empty> r;
-                             if (auto ec = validate_text(what, id, r.diag, false)) {
+                             if (auto ec = validate_path_segment(what, id, r.diag)) {
                                  co_return std::pair{ec, std::move(r)};
                              }
                              std::string path = prefix + id;
@@ -160,7 +160,7 @@ void run_agent_check_update(std::shared_ptr<client_impl> impl, std::string check
             result<empty> r;
             std::string body;
             error_code ec;
-            if ((ec = validate_text("check ID", id, r.diag, false)) ||
+            if ((ec = validate_path_segment("check ID", id, r.diag)) ||
                 (ec = encode_check_update(status, output, body, r.diag))) {
                 co_return std::pair{ec, std::move(r)};
             }
@@ -190,7 +190,7 @@ void run_agent_check_updates(std::shared_ptr<client_impl> impl, std::vector<chec
                 auto& u = updates[i];
                 auto& o = r.value[i];
                 std::string body;
-                if ((o.error = validate_text("check ID", u.check_id, o.diag, false)) ||
+                if ((o.error = validate_path_segment("check ID", u.check_id, o.diag)) ||
                     (o.error = encode_check_update(u.status, u.output, body, o.diag))) {
                     continue;
                 }

@@ -31,9 +31,9 @@ void put_duration(json& j, const char* field, std::chrono::milliseconds d) {
 error_code check_json(const check_definition& def, bool standalone, const std::string& where,
                       json& out, diagnostics& diag) {
     error_code ec;
-    if ((ec = validate_text(where + ".ID", def.id, diag)) ||
+    if ((ec = validate_path_segment(where + ".ID", def.id, diag, true)) ||
         (ec = validate_text(where + ".Name", def.name, diag, !standalone)) ||
-        (ec = validate_text(where + ".ServiceID", def.service_id, diag)) ||
+        (ec = validate_path_segment(where + ".ServiceID", def.service_id, diag, true)) ||
         (ec = check_duration(where, "TTL", def.ttl, diag)) ||
         (ec = check_duration(where, "Interval", def.interval, diag)) ||
         (ec = check_duration(where, "Timeout", def.timeout, diag)) ||
@@ -146,8 +146,8 @@ void append_json_string_content(std::string_view text, std::string& out) {
 error_code encode_service_registration(const service_registration& reg, std::string& body,
                                        diagnostics& diag) {
     error_code ec;
-    if ((ec = validate_text("service name", reg.name, diag, false)) ||
-        (ec = validate_text("service ID", reg.id, diag)) ||
+    if ((ec = validate_path_segment("service name", reg.name, diag)) ||
+        (ec = validate_path_segment("service ID", reg.id, diag, true)) ||
         (ec = validate_text("service address", reg.address, diag))) {
         return ec;
     }

@@ -254,7 +254,7 @@ void run_catalog_service(std::shared_ptr<client_impl> impl, std::string name, st
                      [impl, name = std::move(name), tag = std::move(tag),
                       q = std::move(q)]() -> asio::awaitable<std::pair<error_code, result<T>>> {
                          result<T> r;
-                         if (auto ec = validate_text("service name", name, r.diag, false)) {
+                         if (auto ec = validate_path_segment("service name", name, r.diag)) {
                              co_return std::pair{ec, std::move(r)};
                          }
                          params_t params;
@@ -284,7 +284,7 @@ void run_catalog_node(std::shared_ptr<client_impl> impl, std::string node, query
                      [impl, node = std::move(node),
                       q = std::move(q)]() -> asio::awaitable<std::pair<error_code, result<T>>> {
                          result<T> r;
-                         if (auto ec = validate_text("node name", node, r.diag, false)) {
+                         if (auto ec = validate_path_segment("node name", node, r.diag)) {
                              co_return std::pair{ec, std::move(r)};
                          }
                          const std::string path = "catalog/node/" + node;

@@ -130,6 +130,40 @@ error_code validate_text(std::string_view what, std::string_view text, diagnosti
     return {};
 }
 
+namespace {
+/// Whether an HTTP server that cleans paths (Go's ServeMux: Consul) would rewrite `text` as
+/// part of a URL path: a "." or ".." segment, or an empty one ("//", a leading '/'). A trailing
+/// '/' (a KV folder) is kept by the cleaning and allowed.
+bool has_unclean_segment(std::string_view text) {
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find('/', start);
+        if (end == std::string_view::npos) {
+            end = text.size();
+        }
+        const auto seg = text.substr(start, end - start);
+        if (seg == "." || seg == ".." || (seg.empty() && end < text.size())) {
+            return true;
+        }
+        start = end + 1;
+    }
+    return false;
+}
+}  // namespace
+
+error_code validate_path_segment(std::string_view what, std::string_view text, diagnostics& diag,
+                                 bool allow_empty) {
+    if (auto ec = validate_text(what, text, diag, allow_empty)) {
+        return ec;
+    }
+    if (has_unclean_segment(text)) {
+        diag.set_client_message(std::string(what) + " has a '.', '..' or empty path segment: '" +
+                                std::string(text) + "'");
+        return validation_errc::unclean_path;
+    }
+    return {};
+}
+
 error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empty) {
     if (!allow_empty && key.empty()) {
         diag.set_client_message("KV key must not be empty");
@@ -139,7 +173,7 @@ error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empt
         diag.set_client_message("KV key must not start with '/': " + std::string(key));
         return validation_errc::invalid_key;
     }
-    return validate_text("KV key", key, diag);
+    return validate_path_segment("KV key", key, diag, true);
 }
 
 error_code validate_utf8(std::string_view what, std::string_view text, diagnostics& diag) {

@@ -69,7 +69,14 @@ error_code validate_text(std::string_view what, std::string_view text, diagnosti
 /// Text headed for a JSON body: nlohmann's dump throws on invalid UTF-8, so it is refused
 /// (validation_errc::invalid_argument) before an encoder sees it.
 error_code validate_utf8(std::string_view what, std::string_view text, diagnostics& diag);
-/// A KV key: non-empty unless `allow_empty`, no leading '/', no control characters.
+/// A name or ID that becomes part of a URL path (its '/' kept): validate_text, and no ".",
+/// ".." or empty segment (validation_errc::unclean_path). Consul's Go server cleans such a path
+/// and redirects (301), so "a/../b" or "a//b" would reach another key or ID; names that merely
+/// contain dots ("v1.2", "a..b", ".hidden") and a trailing '/' are fine.
+error_code validate_path_segment(std::string_view what, std::string_view text, diagnostics& diag,
+                                 bool allow_empty = false);
+/// A KV key: non-empty unless `allow_empty`, no leading '/', no control characters, no ".",
+/// ".." or empty segment.
 error_code validate_key(std::string_view key, diagnostics& diag, bool allow_empty);
 
 /// Parses a JSON body; decode_errc::malformed_json with a diag on failure.

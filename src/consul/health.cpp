@@ -16,9 +16,10 @@ void checks_read(std::shared_ptr<client_impl> impl, const char* what, std::strin
     run_operation<checks_t>(
         impl, std::move(h),
         [impl, what, prefix = std::move(prefix), name = std::move(name), q = std::move(q)] {
-            return json_read<checks_t>(
-                impl, prefix + name, params_t(), q, decode_health_checks_json,
-                [what, name](diagnostics& diag) { return validate_text(what, name, diag, false); });
+            return json_read<checks_t>(impl, prefix + name, params_t(), q,
+                                       decode_health_checks_json, [what, name](diagnostics& diag) {
+                                           return validate_path_segment(what, name, diag);
+                                       });
         });
 }
 
@@ -39,7 +40,7 @@ void run_health_service(std::shared_ptr<client_impl> impl, std::string service,
             return text_read<entries_t>(
                 impl, "health/service/" + service, std::move(params), q, decode_service_entries,
                 [service, tags = o.tags](diagnostics& diag) {
-                    if (auto ec = validate_text("service name", service, diag, false)) {
+                    if (auto ec = validate_path_segment("service name", service, diag)) {
                         return ec;
                     }
                     for (const auto& t : tags) {

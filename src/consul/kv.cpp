@@ -255,7 +255,10 @@ error_code kv_read_call(const client_impl& impl, std::string_view key, params_t 
     if (auto ec = validate_key(key, diag, allow_empty_key)) {
         return ec;
     }
-    if (auto ec = validate_text("filter", q.filter, diag)) {
+    error_code ec;
+    if ((ec = validate_text("filter", q.filter, diag)) ||
+        (ec = validate_text("datacenter", q.datacenter, diag)) ||
+        (ec = validate_text("namespace", q.namespace_name, diag))) {
         return ec;
     }
     impl.add_query_params(params, q);

@@ -227,7 +227,7 @@ void run_session_destroy(std::shared_ptr<client_impl> impl, std::string id, hand
         impl, std::move(h),
         [impl, id = std::move(id)]() -> asio::awaitable<std::pair<error_code, result<bool>>> {
             result<bool> r;
-            if (auto ec = validate_text("session ID", id, r.diag, false)) {
+            if (auto ec = validate_path_segment("session ID", id, r.diag)) {
                 co_return std::pair{ec, std::move(r)};
             }
             const std::string path = "session/destroy/" + id;
@@ -251,7 +251,7 @@ void run_session_renew(std::shared_ptr<client_impl> impl, std::string id,
         [impl,
          id = std::move(id)]() -> asio::awaitable<std::pair<error_code, result<session_info>>> {
             result<session_info> r;
-            if (auto ec = validate_text("session ID", id, r.diag, false)) {
+            if (auto ec = validate_path_segment("session ID", id, r.diag)) {
                 co_return std::pair{ec, std::move(r)};
             }
             const std::string path = "session/renew/" + id;
@@ -303,7 +303,7 @@ void run_session_info(std::shared_ptr<client_impl> impl, std::string id, query_o
                      [impl, id = std::move(id),
                       q = std::move(q)]() -> asio::awaitable<std::pair<error_code, result<T>>> {
                          result<T> r;
-                         if (auto ec = validate_text("session ID", id, r.diag, false)) {
+                         if (auto ec = validate_path_segment("session ID", id, r.diag)) {
                              co_return std::pair{ec, std::move(r)};
                          }
                          const std::string path = "session/info/" + id;
@@ -331,7 +331,7 @@ void run_session_node(std::shared_ptr<client_impl> impl, std::string node, query
                      [impl, node = std::move(node),
                       q = std::move(q)]() -> asio::awaitable<std::pair<error_code, result<T>>> {
                          result<T> r;
-                         if (auto ec = validate_text("node name", node, r.diag, false)) {
+                         if (auto ec = validate_path_segment("node name", node, r.diag)) {
                              co_return std::pair{ec, std::move(r)};
                          }
                          const std::string path = "session/node/" + node;

@@ -125,6 +125,9 @@ class validation_category_impl final : public boost::system::error_category {
                 return "an environment variable has a malformed value (named in the diagnostics)";
             case validation_errc::invalid_configuration:
                 return "the configuration is inconsistent (see the diagnostics)";
+            case validation_errc::unclean_path:
+                return "a key or ID has a '.', '..' or empty path segment, which a server would "
+                       "resolve to another path; nothing was sent";
         }
         return "unknown validation error";
     }

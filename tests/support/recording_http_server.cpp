@@ -31,6 +31,7 @@ recording_http_server::recording_http_server() : impl_(std::make_unique<impl>())
             if (ec) {
                 return;
             }
+            ++accepted;
             boost::beast::flat_buffer buffer;
             http::request<http::string_body> req;
             http::read(s, buffer, req, ec);

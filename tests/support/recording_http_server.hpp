@@ -33,6 +33,8 @@ class recording_http_server {
     std::atomic<unsigned> status{200};
     /// Requests answered so far.
     std::atomic<int> hits{0};
+    /// Connections accepted so far (a request refused before sending opens none).
+    std::atomic<int> accepted{0};
     void set_body(std::string body);
     void set_header(std::string name, std::string value);
 

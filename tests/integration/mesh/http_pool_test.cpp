@@ -397,6 +397,17 @@ TEST_F(http_pool_test, header_injection_is_rejected_before_anything_is_sent) {
     auto bad_name = get();
     bad_name.headers = {{"X Bad", "1"}};
     EXPECT_EQ(send(bad_name).ec, validation_errc::invalid_argument);
+    // NUL (and other control characters) are refused too, in the target and in header values.
+    auto nul_target = get(std::string("/a\0/b", 5));
+    auto nul_value = get();
+    nul_value.set_header("X-Value", std::string("a\0b", 3));
+    auto nul_name = get();
+    nul_name.headers = {{std::string("X-\0Name", 7), "1"}};
+    auto tab_target = get("/a\tb");
+    for (const auto* req : {&nul_target, &nul_value, &nul_name, &tab_target}) {
+        const auto o = send(*req);
+        EXPECT_EQ(o.ec, validation_errc::invalid_argument) << o.ec.message();
+    }
     EXPECT_EQ(pool->connections_opened(), 0u);
     EXPECT_EQ(server.accepted, 0);
 }

@@ -63,6 +63,7 @@ TEST(error, retryable_classification) {
     EXPECT_FALSE(is_retryable(consul_errc::bad_request));
     EXPECT_FALSE(is_retryable(decode_errc::malformed_json));
     EXPECT_FALSE(is_retryable(validation_errc::header_injection));
+    EXPECT_FALSE(is_retryable(validation_errc::unclean_path));
     EXPECT_FALSE(is_retryable(policy_errc::circuit_open));
     EXPECT_FALSE(is_retryable(boost::asio::error::operation_aborted));
     EXPECT_TRUE(is_retryable(boost::asio::error::connection_refused));
@@ -86,7 +87,7 @@ TEST(error, categories_have_distinct_names_and_actionable_messages) {
     for (int i = 1; i <= 14; ++i) {
         EXPECT_EQ(error_code(i, consul_category()).message().find("unknown"), std::string::npos);
     }
-    for (int i = 1; i <= 9; ++i) {
+    for (int i = 1; i <= 10; ++i) {
         EXPECT_EQ(error_code(i, validation_category()).message().find("unknown"),
                   std::string::npos);
     }
