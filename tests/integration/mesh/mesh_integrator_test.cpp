@@ -7,8 +7,8 @@
 
 #include "consul_target.hpp"
 #include "promtool.hpp"
-#include "tcp_forwarder.hpp"
 #include "run_future.hpp"
+#include "tcp_forwarder.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -8,8 +8,8 @@
 #include <lakemesh/partition/partition_registry.hpp>
 
 #include "consul_target.hpp"
-#include "tcp_forwarder.hpp"
 #include "run_future.hpp"
+#include "tcp_forwarder.hpp"
 
 #include <boost/asio/io_context.hpp>
 
