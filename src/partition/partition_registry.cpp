@@ -197,7 +197,7 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
     std::atomic<std::uint64_t> renew_failures{0};
     std::atomic<std::int64_t> renew_latency_us{0};
     std::atomic<std::uint64_t> acquisitions{0}, handoffs{0}, drain_timeouts{0}, terms_lost{0},
-        sessions_created{0}, self_fencings{0};
+        sessions_created{0}, self_fencings{0}, previous_sessions_ended{0};
 
     /// The shell's side of each partition: writes to its keys go one at a time, so that each
     /// status write knows the ModifyIndex its CAS needs.
@@ -454,7 +454,45 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
                 self->on_table(snap);
             }
         });
-        run_lease(lease.start(clock::now()));
+        end_previous_sessions();
+    }
+
+    /// A process of this node that died and was restarted before Consul noticed (its member
+    /// check re-registered by us before it went critical) leaves its session alive until the
+    /// session's TTL runs out, up to twice the TTL, and its partitions locked with it. The node
+    /// ID is unique in the cluster and this process has no session yet, so every session named
+    /// like ours is such a leftover: destroying it frees its locks after the lock-delay instead.
+    /// Listing failures are not fatal (the TTL still ends those sessions); the lease starts
+    /// either way.
+    void end_previous_sessions() {
+        client.session().async_list(
+            [w = weak()](error_code ec, consul::result<std::vector<consul::session_info>> r) {
+                auto self = live(w);
+                if (!self || self->state != phase::running) {
+                    return;
+                }
+                if (ec) {
+                    self->log.debug(
+                        "partition registry: listing sessions failed, not looking for "
+                        "a previous process's session: " +
+                        ec.message());
+                } else {
+                    const auto name = self->session_options().name;
+                    for (const auto& s : r.value) {
+                        if (s.name != name) {
+                            continue;
+                        }
+                        self->previous_sessions_ended.fetch_add(1, std::memory_order_relaxed);
+                        self->log.warn("partition registry: destroying session " + s.id +
+                                       " on node " + s.node +
+                                       ", left by an earlier process of node " + self->cfg.node_id +
+                                       "; its partitions are free after the "
+                                       "lock-delay");
+                        self->destroy_session(s.id);
+                    }
+                }
+                self->run_lease(self->lease.start(clock::now()));
+            });
     }
 
     void register_member() {
@@ -610,15 +648,19 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
         return o;
     }
 
+    /// Best effort: a session that is not destroyed ends with its TTL.
+    void destroy_session(const std::string& id) {
+        client.session().async_destroy(id, [w = weak(), id](error_code ec, consul::result<bool>) {
+            if (auto self = live(w); self && ec) {
+                self->log.debug("partition registry: destroying session " + id +
+                                " failed: " + ec.message());
+            }
+        });
+    }
+
     void run_lease(lease_actions a) {
         for (auto& id : a.destroy) {
-            client.session().async_destroy(
-                id, [w = weak(), id](error_code ec, consul::result<bool>) {
-                    if (auto self = live(w); self && ec) {
-                        self->log.debug("partition registry: destroying session " + id +
-                                        " failed: " + ec.message());
-                    }
-                });
+            destroy_session(id);
         }
         if (a.fenced) {
             self_fencings.fetch_add(1, std::memory_order_relaxed);
@@ -1161,6 +1203,7 @@ registry_stats partition_registry::stats() const noexcept {
     s.terms_lost = m.terms_lost.load(std::memory_order_relaxed);
     s.sessions_created = m.sessions_created.load(std::memory_order_relaxed);
     s.self_fencings = m.self_fencings.load(std::memory_order_relaxed);
+    s.previous_sessions_ended = m.previous_sessions_ended.load(std::memory_order_relaxed);
     s.renew_failures = m.renew_failures.load(std::memory_order_relaxed);
     s.owned = m.owned_n.load(std::memory_order_relaxed);
     s.members = m.members_n.load(std::memory_order_relaxed);

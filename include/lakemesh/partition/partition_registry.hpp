@@ -147,6 +147,8 @@ struct registry_stats {
     std::uint64_t terms_lost = 0;
     std::uint64_t sessions_created = 0;
     std::uint64_t self_fencings = 0;
+    /// Sessions of an earlier process of this node ID destroyed at start (see async_start).
+    std::uint64_t previous_sessions_ended = 0;
     std::uint64_t renew_failures = 0;
     std::size_t owned = 0;
     std::size_t members = 0;
@@ -179,7 +181,10 @@ class partition_registry {
     /// Joins the cluster: validates the settings, checks (or creates) <prefix>config, registers
     /// the member, creates the session and reads the ownership table. Completes once the node
     /// holds a session and has read the table (it then acquires its share in the background).
-    /// Consul being unreachable is not an error: it keeps trying, with back-off.
+    /// Consul being unreachable is not an error: it keeps trying, with back-off. A session left
+    /// by an earlier process of the same node ID (name "lakemesh <cluster> <node_id>", e.g. after
+    /// kill -9 and a restart quicker than Consul's failure detection) is destroyed before the
+    /// new one is created, so its partitions are free after the lock-delay rather than the TTL.
     /// Completion: void(error_code). Errors: validation_errc (settings),
     /// partition_errc::config_mismatch (the cluster stored another partition count or name),
     /// partition_errc::registry_stopped (async_stop before it completed).
