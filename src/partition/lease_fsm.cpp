@@ -111,6 +111,16 @@ lease_actions lease_fsm::on_created(clock::time_point now, clock::time_point sen
     if (state_ != lease_state::creating) {
         return plan(now, {});
     }
+    if (now >= sent_at + window_) {
+        // Answered after the window it would have opened had closed (a slow agent): it can
+        // never be trusted. Given back at once, and a new one asked for after a back-off.
+        lease_actions a;
+        a.destroy.push_back(std::move(id));
+        state_ = lease_state::none;
+        const auto shift = std::min(failures_++, 16u);
+        retry_at_ = now + std::min(cfg_.retry_cap, cfg_.retry_base * (1 << shift));
+        return plan(now, std::move(a));
+    }
     state_ = lease_state::held;
     session_ = std::move(id);
     valid_until_ = sent_at + window_;

@@ -227,6 +227,54 @@ class partition_registry_test : public ::testing::Test {
         n.stopped = error_code{};
     }
 
+    /// `from` ended its term `t` of partition p (on_lost) before `to` acquired a newer term.
+    void expect_lost_before_taken_over(std::uint32_t p, fencing_token t, const std::string& from,
+                                       const std::string& to) {
+        clock_t_::time_point lost_at{}, acquired_at{};
+        for (const auto& e : events) {
+            if (e.p == p && e.node == from && e.what == event::lost && e.token == t) {
+                lost_at = e.at;
+            }
+            if (e.p == p && e.node == to && e.what == event::acquired && e.token > t &&
+                acquired_at == clock_t_::time_point{}) {
+                acquired_at = e.at;
+            }
+        }
+        ASSERT_NE(lost_at, clock_t_::time_point{}) << "partition " << p << ": no on_lost";
+        ASSERT_NE(acquired_at, clock_t_::time_point{}) << "partition " << p << ": not taken over";
+        EXPECT_LT(lost_at, acquired_at) << "partition " << p;
+    }
+
+    /// Nodes a and b own everything; `fault` spoils b's link to its agent. a must end up with
+    /// every partition, each of b's taken over only after b ended its term (b fences itself);
+    /// `heal` ends the fault and b takes its share back, by hand-off (about 16 moves four at a
+    /// time: a few seconds, but over 20 s once in an ASan build sharing two cores).
+    void b_loses_its_agent_then_heals(const std::function<void(tcp_forwarder&)>& fault,
+                                      const std::function<void(tcp_forwarder&)>& heal,
+                                      clock_t_::duration takeover_limit) {
+        add("a");
+        next_cuttable = true;
+        add("b");
+        ASSERT_TRUE(run_until([&] { return all_owned_once({"a", "b"}); }, 20s));
+        auto& b = at("b");
+        const auto theirs = b.serving;
+        fault(*b.link);
+        ASSERT_TRUE(run_until([&] { return at("a").serving.size() == P; }, takeover_limit));
+        EXPECT_TRUE(b.serving.empty());
+        for (auto& [p, t] : theirs) {
+            expect_lost_before_taken_over(p, t, "b", "a");
+        }
+        EXPECT_GE(b.reg->stats().self_fencings, 1u);
+        EXPECT_EQ(overlaps, 0u);
+        heal(*b.link);
+        EXPECT_TRUE(run_until(
+            [&] {
+                return all_owned_once({"a", "b"}) && b.serving.size() >= P / 2 - 2;
+            },
+            45s));
+        EXPECT_EQ(overlaps, 0u);
+    }
+
     consul::kv_pair owner_key(std::uint32_t p) {
         auto r = target.client().get("/v1/kv/lakemesh/" + cluster + "/partitions/" +
                                      std::to_string(p) + "/owner");
@@ -415,43 +463,59 @@ TEST_F(partition_registry_test, a_node_that_dies_fails_over_within_seconds) {
     EXPECT_EQ(overlaps, 0u);
 }
 
-TEST_F(partition_registry_test, a_node_cut_off_from_consul_fences_itself_before_anyone_takes_over) {
+TEST_F(partition_registry_test, a_node_restarted_before_consul_noticed_ends_its_old_session) {
+    // kill -9 and a restart under the same node ID on the same agent: the new process
+    // re-registers the member check before it goes critical, so only the TTL (10 s, up to twice
+    // that on a real agent) would end the dead process's session and free its partitions.
+    own_agents = false;
     add("a");
-    next_cuttable = true;
     add("b");
     ASSERT_TRUE(run_until([&] { return all_owned_once({"a", "b"}); }, 20s));
-    auto& b = at("b");
-    const auto theirs = b.serving;
-    // The network between b and its agent is cut: b can neither renew its session nor feed its
-    // member check, which turns critical on the agent and so ends b's session in Consul.
-    b.link->cut();
-    ASSERT_TRUE(run_until([&] { return at("a").serving.size() == P; }, 20s));
-    // b ended every term (on_lost) before a acquired any of them.
+    const auto old_session = at("a").reg->session();
+    ASSERT_FALSE(old_session.empty());
+    const std::map<std::uint32_t, fencing_token> theirs = at("a").serving;
+    ASSERT_FALSE(theirs.empty());
+    kill(at("a"));
+    at("a").id = "a (killed)";
+    const auto t0 = clock_t_::now();
+    auto& again = add("a");
+    auto session_gone = [&] {
+        auto r = target.client().get("/v1/session/info/" + old_session);
+        auto j = r.json_body();
+        return r.status == 200 && (j.is_null() || j.empty());
+    };
+    ASSERT_TRUE(run_until([&] { return session_gone() && all_owned_once({"a", "b"}); }, 20s));
+    const auto took = clock_t_::now() - t0;
+    EXPECT_EQ(again.reg->stats().previous_sessions_ended, 1u);
+    EXPECT_NE(again.reg->session(), old_session);
+    // Start, lock-delay (2 s) and a round trip, with room for a loaded machine; well under the
+    // session TTL the old session would otherwise have lived for.
+    EXPECT_LT(took, 8s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     for (auto& [p, t] : theirs) {
-        clock_t_::time_point lost_at{}, acquired_at{};
-        for (const auto& e : events) {
-            if (e.p == p && e.node == "b" && e.what == event::lost) {
-                lost_at = e.at;
-            }
-            if (e.p == p && e.node == "a" && e.what == event::acquired) {
-                acquired_at = e.at;
-            }
-        }
-        ASSERT_NE(lost_at, clock_t_::time_point{}) << p;
-        EXPECT_LT(lost_at, acquired_at) << p;
+        const auto& owner = at(serving_now.at(p));
+        EXPECT_GT(owner.serving.at(p), t) << p;
     }
-    EXPECT_GE(b.reg->stats().self_fencings, 1u);
     EXPECT_EQ(overlaps, 0u);
-    // The cut heals: b comes back with a new session and takes its share again, by hand-off
-    // (its member check passing again, a new session, then about 16 moves four at a time: a
-    // few seconds, but over 20 s once in an ASan build sharing two cores with another test).
-    b.link->restore();
-    EXPECT_TRUE(run_until(
-        [&] {
-            return all_owned_once({"a", "b"}) && b.serving.size() >= P / 2 - 2;
-        },
-        45s));
-    EXPECT_EQ(overlaps, 0u);
+}
+
+TEST_F(partition_registry_test, a_node_cut_off_from_consul_fences_itself_before_anyone_takes_over) {
+    // The network between b and its agent is cut: b can neither renew its session nor feed its
+    // member check, which turns critical on the agent and so ends b's session in Consul. The
+    // cut heals: b comes back with a new session (its member check passing again) and takes
+    // its share again by hand-off.
+    b_loses_its_agent_then_heals([](tcp_forwarder& link) { link.cut(); },
+                                 [](tcp_forwarder& link) { link.restore(); }, 20s);
+}
+
+TEST_F(partition_registry_test, a_slow_agent_fences_its_node_and_no_partition_is_served_twice) {
+    // b's agent takes 2 s per answer: its requests arrive (renews, member check updates), but no
+    // renew is confirmed within b's trust window (lock-delay 2 s - margin 0.5 s), and a session
+    // created that slowly is given back. b must stop serving before anyone can take over; a
+    // takes b's partitions as orphans, since b stays a member whose check passes. Then the
+    // agent is fast again.
+    b_loses_its_agent_then_heals(
+        [](tcp_forwarder& link) { link.proxy().set_fault({.latency = 2s}); },
+        [](tcp_forwarder& link) { link.proxy().clear(); }, 30s);
 }
 
 TEST_F(partition_registry_test, the_fence_rejects_a_stale_owners_write) {

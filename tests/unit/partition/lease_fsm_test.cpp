@@ -56,6 +56,31 @@ TEST(lease_fsm, creates_renews_and_extends_its_window_from_the_renew_send_time) 
     EXPECT_EQ(f.fencings(), 0u);
 }
 
+TEST(lease_fsm, a_session_created_too_slowly_to_be_trusted_is_given_back) {
+    auto cfg = fast();
+    cfg.retry_base = 100ms;
+    cfg.retry_cap = 1s;
+    lease_fsm f(cfg);
+    f.start(t0);
+    // The agent took 3 s to answer: the window (800 ms from sending) ended long before.
+    auto a = f.on_created(t0 + 3s, t0, "late");
+    EXPECT_NE(f.state(), lease_state::held);
+    EXPECT_FALSE(f.trusted(t0 + 3s));
+    EXPECT_TRUE(f.session().empty());
+    EXPECT_FALSE(a.fenced);  // nothing was ever held
+    ASSERT_EQ(a.destroy.size(), 1u);
+    EXPECT_EQ(a.destroy[0], "late");
+    EXPECT_FALSE(a.create);
+    EXPECT_EQ(a.wake_at, t0 + 3s + 100ms);  // retried after the back-off
+    a = f.on_timer(t0 + 3s + 100ms);
+    EXPECT_TRUE(a.create);
+    // A create answered within the window is held as usual.
+    f.on_created(t0 + 3s + 150ms, t0 + 3s + 100ms, "s2");
+    EXPECT_EQ(f.state(), lease_state::held);
+    EXPECT_EQ(f.session(), "s2");
+    EXPECT_EQ(f.fencings(), 0u);
+}
+
 TEST(lease_fsm, self_fences_when_no_renew_gets_through_within_the_window) {
     lease_fsm f(fast());
     f.start(t0);
