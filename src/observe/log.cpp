@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -150,17 +152,41 @@ std::shared_ptr<log_sink> make_null_sink() {
     return sink;
 }
 
+namespace {
+
+/// `s` percent-encoded as a URL query or path would carry it (RFC 3986 unreserved characters
+/// kept), with upper- or lower-case hex digits.
+std::string percent_encoded(std::string_view s, bool lower) {
+    const char* digits = lower ? "0123456789abcdef" : "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(digits[c >> 4]);
+            out.push_back(digits[c & 15]);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 void secret_registry::add(std::string secret) {
     if (secret.empty()) {
         return;
     }
+    // The secret as written, and as it looks inside a URL (a token passed as ?token=, a URL
+    // named in an error): a token with '+', '/' or '=' is otherwise missed there.
+    std::vector<std::string> forms{percent_encoded(secret, false), percent_encoded(secret, true)};
+    forms.insert(forms.begin(), std::move(secret));
     std::lock_guard lock(mutex_);
-    for (const auto& s : secrets_) {
-        if (s == secret) {
-            return;
+    for (auto& f : forms) {
+        if (std::find(secrets_.begin(), secrets_.end(), f) == secrets_.end()) {
+            secrets_.push_back(std::move(f));
         }
     }
-    secrets_.push_back(std::move(secret));
 }
 
 std::string secret_registry::redact(std::string_view message) const {

@@ -59,6 +59,25 @@ TEST(json_log, one_object_per_line_with_level_component_message_and_trace) {
     EXPECT_EQ(lines[2]["level"], "error");
 }
 
+TEST(json_log, a_secret_is_redacted_as_written_and_percent_encoded) {
+    std::FILE* f = std::tmpfile();
+    ASSERT_NE(f, nullptr);
+    logger log(make_json_sink(f, log_level::info), "consul");
+    log.add_secret("a+b/c=d");
+    log.add_secret("a+b/c=d");  // twice: still one set of forms
+    log.info("GET /v1/kv/x?token=a%2Bb%2Fc%3Dd failed");
+    log.info("GET /v1/kv/x?token=a%2bb%2fc%3dd failed");
+    log.info("header a+b/c=d");
+    log.info("unrelated a%2Bb and c=d");
+    const auto lines = lines_of(f);
+    std::fclose(f);
+    ASSERT_EQ(lines.size(), 4u);
+    EXPECT_EQ(lines[0]["message"], "GET /v1/kv/x?token=<redacted> failed");
+    EXPECT_EQ(lines[1]["message"], "GET /v1/kv/x?token=<redacted> failed");
+    EXPECT_EQ(lines[2]["message"], "header <redacted>");
+    EXPECT_EQ(lines[3]["message"], "unrelated a%2Bb and c=d");
+}
+
 TEST(json_log, off_writes_nothing) {
     std::FILE* f = std::tmpfile();
     ASSERT_NE(f, nullptr);
