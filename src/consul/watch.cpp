@@ -165,6 +165,13 @@ watch_action watch_fsm::on_timer(time_point now) {
     return fetch_no_sooner_than(now, wake_at_);
 }
 
+watch_action watch_fsm::retry_now(time_point now) {
+    if (state_ != watch_state::sleeping || consecutive_errors_ == 0) {
+        return ignored();
+    }
+    return fetch_now(now);
+}
+
 watch_action watch_fsm::stop() noexcept {
     state_ = watch_state::stopped;
     return watch_action{};
@@ -317,6 +324,15 @@ struct watch_runner::impl : std::enable_shared_from_this<impl> {
         execute(fsm.on_timer(watch_clock::now()));
     }
 
+    void retry_now() {
+        const watch_action a = fsm.retry_now(watch_clock::now());
+        if (a.kind == watch_action_kind::fetch) {
+            // The cancelled wait's wake() meets a fetching state machine and does nothing.
+            timer.cancel();
+            execute(a);
+        }
+    }
+
     void start() {
         if (fsm.state() != watch_state::idle) {
             return;
@@ -360,6 +376,12 @@ watch_runner::~watch_runner() {
 void watch_runner::start() {
     if (impl_) {
         impl_->start();
+    }
+}
+
+void watch_runner::retry_now() {
+    if (impl_) {
+        impl_->retry_now();
     }
 }
 

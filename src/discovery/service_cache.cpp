@@ -935,6 +935,14 @@ void service_cache::invalidate_all() {
     impl_->remove_if([](const cache_entry&) { return true; });
 }
 
+void service_cache::retry_now() {
+    for (auto& [k, e] : impl_->entries) {
+        if (e->watch) {
+            e->watch->retry_now();
+        }
+    }
+}
+
 void service_cache::stop() {
     if (impl_->stopped) {
         return;

@@ -687,6 +687,12 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
                     }
                     self->run_lease(self->lease.on_created(now, sent, r.value));
                     if (self->lease.state() == lease_state::held) {
+                        // Consul answers again (after a cut, the watches may be waiting out
+                        // error backoffs of seconds): the table and the members must be current
+                        // before this node can take its share, or what the others hand it stays
+                        // unowned until the backoffs end.
+                        self->table.retry_now();
+                        self->cache.retry_now();
                         self->sessions_created.fetch_add(1, std::memory_order_relaxed);
                         self->log.info("partition registry: session " + self->lease.session() +
                                        " created");

@@ -200,6 +200,12 @@ void partition_table::stop() {
     impl_->collect_timer.cancel();
 }
 
+void partition_table::retry_now() {
+    if (impl_ && impl_->watch) {
+        impl_->watch->retry_now();
+    }
+}
+
 void partition_table::refresh() {
     std::weak_ptr<impl> w = impl_;
     impl_->client.async_kv_list(impl_->cfg.prefix,

@@ -142,6 +142,10 @@ class watch_fsm {
     watch_action on_error(watch_clock::time_point now, const error_code& ec);
     /// The sleep asked for ended (a call before wake_at answers with the same sleep).
     watch_action on_timer(watch_clock::time_point now);
+    /// The owner learnt that Consul answers again (another request succeeded): a backoff sleep
+    /// after errors ends now with a fetch. Anything else (fetching, a rate-limit sleep without
+    /// errors, stopped) answers `none`, and the sleep in progress stays in force.
+    watch_action retry_now(watch_clock::time_point now);
     /// Ends the watch; every later event answers `stopped`.
     watch_action stop() noexcept;
 
@@ -253,6 +257,7 @@ class watch_runner {
 
     void start();
     void stop() noexcept;
+    void retry_now();
     bool running() const noexcept;
     std::uint64_t index() const noexcept;
     unsigned consecutive_errors() const noexcept;
@@ -310,6 +315,9 @@ class blocking_watch {
     void start() { runner_.start(); }
     /// Ends the watch; see the class documentation.
     void stop() noexcept { runner_.stop(); }
+    /// Ends a backoff after errors at once (see watch_fsm::retry_now): for an owner that knows
+    /// Consul is reachable again. Nothing happens otherwise.
+    void retry_now() { runner_.retry_now(); }
     /// Started and not stopped.
     bool running() const noexcept { return runner_.running(); }
     /// Index the next fetch passes to Consul.

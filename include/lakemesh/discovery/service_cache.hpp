@@ -272,6 +272,10 @@ class service_cache {
     /// afresh. Executor only.
     void invalidate(std::string_view service);
     void invalidate_all();
+    /// Consul is known to answer again (e.g. another request of the application succeeded):
+    /// every watch waiting out an error backoff fetches now instead of after up to
+    /// watch.error_backoff_cap. Executor only.
+    void retry_now();
     /// Stops every watch and fails pending resolves with cache_stopped; lookups find nothing.
     void stop();
 

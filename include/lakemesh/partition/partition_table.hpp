@@ -123,6 +123,8 @@ class partition_table {
     /// Reads the prefix again now (e.g. after a "not owner" answer), without waiting for the
     /// watch. The snapshot is replaced when the read answers.
     void refresh();
+    /// Consul is known to answer again: the watch, if waiting out an error backoff, reads now.
+    void retry_now();
     const table_config& config() const noexcept;
 
   private:

@@ -339,6 +339,44 @@ TEST(watch_fsm, SuccessResetsTheBackoffAndAnUnchangedIndexAfterErrorsIsNotDelive
     EXPECT_LE(again.backoff, cfg.error_backoff_base);
 }
 
+TEST(watch_fsm, RetryNowEndsAnErrorBackoffAndNothingElse) {
+    manual_clock clock;
+    watch_config cfg = seeded(3);
+    cfg.error_backoff_base = 10s;
+    cfg.error_backoff_cap = 10s;
+    cfg.min_unchanged_interval = 1s;
+    watch_fsm fsm(cfg);
+    fsm.start(clock.now());
+    // Fetching: nothing to cut short.
+    EXPECT_EQ(fsm.retry_now(clock.now()).kind, watch_action_kind::none);
+    fsm.on_result(clock.now(), 42);
+    // An unchanged index answered at once: a rate-limit sleep without errors stays.
+    watch_action a = fsm.on_result(clock.now(), 42);
+    ASSERT_EQ(a.kind, watch_action_kind::sleep);
+    EXPECT_EQ(fsm.retry_now(clock.now()).kind, watch_action_kind::none);
+    EXPECT_EQ(fsm.state(), watch_state::sleeping);
+    clock.current = a.wake_at;
+    ASSERT_EQ(fsm.on_timer(clock.now()).kind, watch_action_kind::fetch);
+    // Errors: a backoff of up to 10 s, unless the owner knows Consul answers again.
+    a = fsm.on_error(clock.now(), transport_errc::connect_failed);
+    a = a.kind == watch_action_kind::fetch
+            ? fsm.on_error(clock.now(), transport_errc::connect_failed)
+            : a;
+    ASSERT_EQ(a.kind, watch_action_kind::sleep);
+    clock.advance(1ms);
+    a = fsm.retry_now(clock.now());
+    ASSERT_EQ(a.kind, watch_action_kind::fetch);
+    EXPECT_EQ(a.fetch.index, 0U);  // the non-blocking resync fetch that follows errors
+    EXPECT_EQ(fsm.state(), watch_state::fetching);
+    // The cancelled timer's late on_timer() is ignored: one fetch only.
+    EXPECT_EQ(fsm.on_timer(clock.now()).kind, watch_action_kind::none);
+    a = fsm.on_result(clock.now(), 50);
+    EXPECT_TRUE(a.deliver);
+    EXPECT_EQ(fsm.consecutive_errors(), 0U);
+    fsm.stop();
+    EXPECT_EQ(fsm.retry_now(clock.now()).kind, watch_action_kind::stopped);
+}
+
 TEST(watch_fsm, ErrorBeforeTheFirstValueStillDeliversTheFirstSuccess) {
     manual_clock clock;
     watch_fsm fsm(seeded());
@@ -681,6 +719,38 @@ TEST(watch_shell, ErrorsAreReportedBackedOffAndRecoveredFrom) {
     watch.reset();
     ctx.run();
     EXPECT_EQ(consul.cancellations, 1);
+}
+
+TEST(watch_shell, RetryNowCutsAnErrorBackoffShort) {
+    boost::asio::io_context ctx;
+    fake_consul consul(ctx);
+    consul.script = {{{}, "a", 5}, {transport_errc::connect_failed, "", 0}, {{}, "b", 6}};
+    watch_config cfg = fast_config();
+    cfg.error_backoff_base = 1h;  // a backoff no test would wait out
+    cfg.error_backoff_cap = 1h;
+    std::vector<seen_value> seen;
+    blocking_watch<std::string> watch(
+        ctx, cfg, consul.fetch(),
+        watch_handlers<std::string>{.on_value = [&](const std::string& v, std::uint64_t i) {
+            seen.push_back({v, i});
+        }});
+    watch.start();
+    ctx.poll();
+    ASSERT_EQ(consul.calls.size(), 2U);  // the value, then the failing fetch
+    EXPECT_EQ(watch.consecutive_errors(), 1U);
+    watch.retry_now();
+    // Runs until the watch parks on the blocking fetch after "b"; the hour-long timer is gone.
+    while (!consul.parked->has_value() && ctx.run_one() > 0) {
+    }
+    EXPECT_EQ(seen, (std::vector<seen_value>{{"a", 5}, {"b", 6}}));
+    ASSERT_EQ(consul.calls.size(), 4U);
+    EXPECT_EQ(consul.calls[2].index, 0U);
+    EXPECT_EQ(consul.calls[3].index, 6U);
+    watch.retry_now();  // no errors now: nothing changes
+    ctx.poll();
+    EXPECT_EQ(consul.calls.size(), 4U);
+    watch.stop();
+    ctx.run();
 }
 
 TEST(watch_shell, UnchangedIndexIsRateLimitedOnTheTimer) {
