@@ -5,7 +5,8 @@
 #   bash cmake/dev.sh test   install missing Debian packages, build, run every test
 #                            (normal build, its integration tests again against a real
 #                            Consul agent and cluster when ../shared/consul is there,
-#                            packaging checks, ASan+UBSan build, then a bounded libFuzzer
+#                            packaging checks, ASan+UBSan build, a ThreadSanitizer build
+#                            of the unit and integration tests, then a bounded libFuzzer
 #                            run of every decoder, built with clang)
 # Idempotent: packages already present are not reinstalled; builds are incremental (ccache).
 set -euo pipefail
@@ -113,6 +114,14 @@ run_tests() {
     build_preset asan
     echo "== tests (asan)"
     bash cmake/ctest_leg.sh "$summary" "tests (asan)" asan || failed=1
+    # ThreadSanitizer: the unit and integration tests (the code used from several threads: cache
+    # lookups and snapshot views, the epoch domain, metrics, probe completions, dev_consul's
+    # server threads, the fault proxy). Examples and the multi-process tests are not built here.
+    echo "== build (tsan: ThreadSanitizer, unit and integration tests)"
+    build_preset tsan
+    echo "== tests (tsan)"
+    bash cmake/ctest_leg.sh "$summary" "tests (tsan)" tsan -L 'unit|integration' -E '^dev_consul_cli$' ||
+        failed=1
     echo "== build (fuzz: libFuzzer targets, clang)"
     build_preset fuzz ${LAKEMESH_FUZZ_SECONDS:+-DLAKEMESH_FUZZ_SECONDS="$LAKEMESH_FUZZ_SECONDS"}
     echo "== fuzz (each decoder for a bounded time)"

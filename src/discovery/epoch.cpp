@@ -39,7 +39,13 @@ epoch_domain::epoch_domain() {
 }
 
 void epoch_domain::heavy_fence() noexcept {
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer does not model fences; a sequentially consistent read-modify-write of the
+    // epoch orders this thread's stores before its later loads the same way.
+    epoch_.fetch_add(0, std::memory_order_seq_cst);
+#else
     std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
     if (heavy_collect_) {
         // Every running thread of the process executes a full barrier: a reader's announcement
         // made before it is visible below, and a reader's loads after it see what the writer

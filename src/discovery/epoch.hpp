@@ -32,6 +32,11 @@ class epoch_domain {
     epoch_reader* pin() noexcept {
         epoch_reader* r = local();
         if (r->depth++ == 0) {
+#if defined(__SANITIZE_THREAD__)
+            // ThreadSanitizer does not model fences; a sequentially consistent exchange is at
+            // least as strong as the store and fence below, and it sees that one.
+            r->active.exchange(epoch_.load(std::memory_order_relaxed), std::memory_order_seq_cst);
+#else
             r->active.store(epoch_.load(std::memory_order_relaxed), std::memory_order_relaxed);
             // The announcement must be visible before this thread reads any shared pointer.
             // With membarrier() the collector pays for that (a barrier on every thread of the
@@ -42,6 +47,7 @@ class epoch_domain {
             } else {
                 std::atomic_thread_fence(std::memory_order_seq_cst);
             }
+#endif
         }
         return r;
     }
