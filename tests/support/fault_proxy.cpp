@@ -165,8 +165,9 @@ struct fault_proxy::impl : std::enable_shared_from_this<impl> {
         n.open.fetch_add(1);
         count(n.accepted);
         if (f->reset_on_accept) {
-            finish(r, true);
+            // Counted before the close: a test that saw the reset reads the counter at once.
             applied(n.resets);
+            finish(r, true);
             return;
         }
         auto self = shared_from_this();
@@ -318,13 +319,15 @@ struct fault_proxy::impl : std::enable_shared_from_this<impl> {
             co_return false;
         }
         if (cut) {
+            // Counted before the client can see the end: a test that saw it reads the counter
+            // at once.
             if (reset) {
                 applied(n.resets);
                 finish(r, true);
             } else {
+                applied(n.truncations);
                 error_code ignored;
                 r->in.shutdown(tcp::socket::shutdown_send, ignored);
-                applied(n.truncations);
                 finish(r, false);
             }
             co_return false;

@@ -6,6 +6,7 @@
 
 #include "consul_target.hpp"
 #include "fault_proxy.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -28,15 +29,7 @@ class fault_consul_client : public ::testing::Test {
     std::string key = unique_name("faults") + "/k";
 
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
-        const auto deadline = clock_type::now() + limit;
-        while (!done()) {
-            if (clock_type::now() > deadline) {
-                return false;
-            }
-            io.run_for(5ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, done, limit);
     }
 
     consul::client_config config() {

@@ -6,6 +6,7 @@
 
 #include "../consul/typed_client_fixture.hpp"
 #include "fault_proxy.hpp"
+#include "run_future.hpp"
 
 namespace lakemesh::test {
 namespace {
@@ -39,14 +40,8 @@ class fault_discovery : public typed_client_fixture {
         registered.push_back(id);
     }
 
-    template <class Pred>
-    bool run_until(Pred p, std::chrono::milliseconds limit) {
-        const auto end = std::chrono::steady_clock::now() + limit;
-        io.restart();
-        while (!p() && std::chrono::steady_clock::now() < end) {
-            io.run_one_for(2ms);
-        }
-        return p();
+    bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+        return test::run_until(io, done, limit, 2ms);
     }
 
     std::size_t instances(const service_cache& cache) const {

@@ -6,6 +6,7 @@
 
 #include "../consul/typed_client_fixture.hpp"
 #include "fault_proxy.hpp"
+#include "run_future.hpp"
 
 #include <functional>
 
@@ -27,16 +28,7 @@ class fault_health : public typed_client_fixture {
     raw_http agent = target.client();  // the test's own view of the agent, not proxied
 
     bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        io.restart();
-        while (std::chrono::steady_clock::now() < deadline) {
-            if (pred()) {
-                return true;
-            }
-            io.run_for(20ms);
-            io.restart();
-        }
-        return pred();
+        return test::run_until(io, pred, limit, 20ms);
     }
     std::string check_status(const std::string& id) {
         auto r = agent.get("/v1/agent/checks");

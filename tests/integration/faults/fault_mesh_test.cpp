@@ -7,6 +7,7 @@
 #include "consul_target.hpp"
 #include "fault_proxy.hpp"
 #include "recording_http_server.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -37,15 +38,7 @@ class fault_mesh : public ::testing::Test {
     std::deque<mesh_integrator> meshes;  // providers first, then callers
 
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 15s) {
-        const auto deadline = clock_type::now() + limit;
-        while (!done()) {
-            if (clock_type::now() > deadline) {
-                return false;
-            }
-            io.run_for(5ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, done, limit);
     }
 
     mesh_config base_config() {

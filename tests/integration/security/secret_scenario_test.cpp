@@ -9,6 +9,7 @@
 
 #include "consul_target.hpp"
 #include "raw_http_client.hpp"
+#include "run_future.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -278,15 +279,7 @@ class security_secret_scenario : public ::testing::Test {
     bool acl_enforced = !consul_target::real_agent() || !target.token().empty();
 
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 20s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                return false;
-            }
-            io.run_for(5ms);
-            io.restart();
-        }
-        return true;
+        return test::run_until(io, done, limit);
     }
 
     consul::client_config consul_config() const {
