@@ -1,6 +1,7 @@
 #include <lakemesh/partition/lease_fsm.hpp>
 
 #include <algorithm>
+#include <utility>
 
 namespace lakemesh::partition {
 
@@ -96,6 +97,7 @@ lease_actions lease_fsm::start(clock::time_point now) {
     if (state_ != lease_state::none) {
         return {};
     }
+    started_ = true;
     retry_at_ = now;
     return plan(now, {});
 }
@@ -111,6 +113,7 @@ lease_actions lease_fsm::on_created(clock::time_point now, clock::time_point sen
     if (state_ != lease_state::creating) {
         return plan(now, {});
     }
+    retry_soon_ = false;
     if (now >= sent_at + window_) {
         // Answered after the window it would have opened had closed (a slow agent): it can
         // never be trusted. Given back at once, and a new one asked for after a back-off.
@@ -136,7 +139,9 @@ lease_actions lease_fsm::on_create_failed(clock::time_point now, const error_cod
     }
     state_ = lease_state::none;
     const auto shift = std::min(failures_++, 16u);
-    retry_at_ = now + std::min(cfg_.retry_cap, cfg_.retry_base * (1 << shift));
+    retry_at_ = std::exchange(retry_soon_, false)
+                    ? now
+                    : now + std::min(cfg_.retry_cap, cfg_.retry_base * (1 << shift));
     return plan(now, {});
 }
 
@@ -179,6 +184,18 @@ lease_actions lease_fsm::on_invalidated(clock::time_point now, const std::string
 lease_actions lease_fsm::on_timer(clock::time_point now) {
     if (state_ == lease_state::held && now >= valid_until_) {
         return give_up(now);
+    }
+    return plan(now, {});
+}
+
+lease_actions lease_fsm::retry_now(clock::time_point now) {
+    if (!started_) {
+        return {};  // the shell has not started the lease (it may be ending older sessions)
+    }
+    if (state_ == lease_state::none) {
+        retry_at_ = std::min(retry_at_, now);
+    } else if (state_ == lease_state::creating) {
+        retry_soon_ = true;
     }
     return plan(now, {});
 }

@@ -554,9 +554,18 @@ struct partition_registry::impl : std::enable_shared_from_this<impl> {
             }
             log.debug("partition registry: members" + ids);
         }
+        const bool self_listed =
+            std::any_of(ms.begin(), ms.end(), [&](const member& m) { return m.id == cfg.node_id; });
         members_now = ms;
         members_n.store(ms.size(), std::memory_order_relaxed);
         apply(fsm.set_members(clock::now(), std::move(ms)));
+        if (self_listed && lease.state() != lease_state::held && state == phase::running) {
+            // This node's member check passes (the list holds passing instances only), so a
+            // session linked to it can be created now. The others start handing this node its
+            // share as soon as they see it listed; a create backing off after "check is
+            // critical" would keep those partitions unowned for the rest of the back-off.
+            run_lease(lease.retry_now(clock::now()));
+        }
     }
 
     void watch_members() {

@@ -96,6 +96,12 @@ class lease_fsm {
     /// The session `id` is known to be invalidated (e.g. its locks were freed by Consul).
     lease_actions on_invalidated(clock::time_point now, const std::string& id);
     lease_actions on_timer(clock::time_point now);
+    /// Something shows that a create would now succeed (the node's own member check passes,
+    /// which a session linked to it needs): a create waiting out its back-off is sent at once,
+    /// and one in flight that fails is retried at once instead of after the back-off. Without
+    /// this a joining node would hold no session for up to a back-off step after the others
+    /// began handing it its share. No-op when a session is held, and before start().
+    lease_actions retry_now(clock::time_point now);
     /// Ends the lease for good: answers destroy of the current session (a graceful stop
     /// releases its locks first, so the lock-delay does not apply to them).
     lease_actions stop();
@@ -125,6 +131,9 @@ class lease_fsm {
     clock::time_point next_renew_{};
     clock::time_point retry_at_{};
     bool renew_in_flight_ = false;
+    /// retry_now() came while a create was in flight: its failure is retried at once.
+    bool retry_soon_ = false;
+    bool started_ = false;
     unsigned failures_ = 0;
     std::uint64_t created_ = 0;
     std::uint64_t fencings_ = 0;

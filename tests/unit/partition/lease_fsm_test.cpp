@@ -172,6 +172,43 @@ TEST(lease_fsm, create_failures_back_off_and_a_stop_destroys_the_session) {
     EXPECT_FALSE(g.trusted(t0 + 5ms));
 }
 
+TEST(lease_fsm, retry_now_cuts_a_create_back_off_short_once) {
+    lease_fsm f(fast());
+    // Before start() (the registry is still ending an earlier process's sessions) it does not
+    // create anything.
+    EXPECT_FALSE(f.retry_now(t0).create);
+    EXPECT_EQ(f.state(), lease_state::none);
+    f.start(t0);
+    // The member check was not passing yet: the create failed and backs off 100 ms.
+    auto a = f.on_create_failed(t0 + 2ms, make_error_code(consul_errc::internal_error));
+    EXPECT_EQ(a.wake_at, t0 + 102ms);
+    // The member check passes now: the create goes out at once.
+    a = f.retry_now(t0 + 10ms);
+    EXPECT_TRUE(a.create);
+    EXPECT_EQ(f.state(), lease_state::creating);
+
+    // Evidence that came while a create was in flight: that create's failure is retried at
+    // once, but only once; the next failure backs off again (400 ms: the third failure in a row).
+    EXPECT_FALSE(f.retry_now(t0 + 11ms).create);
+    a = f.on_create_failed(t0 + 12ms, make_error_code(consul_errc::internal_error));
+    EXPECT_TRUE(a.create);
+    a = f.on_create_failed(t0 + 14ms, make_error_code(consul_errc::internal_error));
+    EXPECT_FALSE(a.create);
+    EXPECT_EQ(a.wake_at, t0 + 14ms + 400ms);
+
+    // A held session is left alone: no create, the renew schedule unchanged.
+    f.on_timer(t0 + 414ms);
+    f.on_created(t0 + 420ms, t0 + 414ms, "s1");
+    a = f.retry_now(t0 + 430ms);
+    EXPECT_FALSE(a.create);
+    EXPECT_FALSE(a.renew);
+    EXPECT_EQ(f.session(), "s1");
+    EXPECT_EQ(a.wake_at, t0 + 620ms);  // the next renew, 200 ms after the create's answer
+    // And after a stop it does nothing.
+    f.stop();
+    EXPECT_FALSE(f.retry_now(t0 + 1s).create);
+}
+
 TEST(lease_fsm, settings_that_break_consul_limits_or_the_fencing_margin_are_refused) {
     diagnostics d;
     EXPECT_FALSE(validate(fast(), d));
