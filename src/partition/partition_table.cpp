@@ -70,11 +70,13 @@ struct partition_table::impl : std::enable_shared_from_this<impl> {
     std::atomic<const table_snapshot*> current{nullptr};
     std::atomic<std::shared_ptr<const table_snapshot>> latest;
     asio::steady_timer collect_timer;
+    /// Decoded values of the last read (executor only).
+    detail::decode_cache decode_cache;
     bool collect_armed = false;
     bool stopped = false;
 
     void publish(const std::vector<consul::kv_pair>& entries, std::uint64_t index) {
-        auto read = detail::read_table(entries, cfg.prefix, cfg.partitions);
+        auto read = detail::read_table(entries, cfg.prefix, cfg.partitions, &decode_cache);
         if (read.ignored > 0) {
             log.warn("partition table under " + cfg.prefix + ": " + std::to_string(read.ignored) +
                      " keys not understood and ignored");

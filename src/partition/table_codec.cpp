@@ -134,11 +134,32 @@ std::optional<status_value> decode_status(std::string_view text) {
     return v;
 }
 
+namespace {
+
+/// `decode(raw)`, or the cached result when `slot` holds the same bytes (then updated).
+template <class Entry, class Decode>
+auto decode_cached(Entry* slot, const std::string& raw, Decode decode) {
+    if (slot == nullptr) {
+        return decode(raw);
+    }
+    if (slot->raw != raw) {  // a fresh slot holds "", whose decoding is nullopt
+        slot->raw = raw;
+        slot->value = decode(raw);
+    }
+    return slot->value;
+}
+
+}  // namespace
+
 table_read read_table(const std::vector<consul::kv_pair>& entries, std::string_view prefix,
-                      std::uint32_t partitions) {
+                      std::uint32_t partitions, decode_cache* cache) {
     table_read out;
     out.records.resize(partitions);
     out.statuses.resize(partitions);
+    if (cache != nullptr) {
+        cache->owners.resize(partitions);
+        cache->statuses.resize(partitions);
+    }
     constexpr std::string_view parts = "partitions/";
     for (const auto& e : entries) {
         std::string_view key = e.key;
@@ -170,7 +191,8 @@ table_read read_table(const std::vector<consul::kv_pair>& entries, std::string_v
         if (leaf == "owner") {
             rec.owner_index = e.modify_index;
             rec.session = e.session;
-            if (auto v = decode_owner(e.value)) {
+            if (auto v =
+                    decode_cached(cache ? &cache->owners[p] : nullptr, e.value, decode_owner)) {
                 rec.node = v->node;
                 rec.address = v->address;
                 rec.port = v->port;
@@ -180,7 +202,8 @@ table_read read_table(const std::vector<consul::kv_pair>& entries, std::string_v
             }
         } else if (leaf == "status") {
             rec.status_index = e.modify_index;
-            if (auto v = decode_status(e.value)) {
+            if (auto v =
+                    decode_cached(cache ? &cache->statuses[p] : nullptr, e.value, decode_status)) {
                 rec.state = v->state;
                 out.statuses[p] = std::move(*v);
             } else {

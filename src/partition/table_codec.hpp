@@ -63,9 +63,27 @@ struct table_read {
     std::size_t ignored = 0;
 };
 
-/// Reads `entries` (a ?recurse listing of `prefix`) for `partitions` partitions.
+/// The values decoded by the previous read_table, so that a watch wake decodes only the keys
+/// whose bytes changed (a planned move rewrites 2 of the 2P keys; the rest are reused). Keyed
+/// by the value's bytes, not its ModifyIndex: after a Consul state loss the indexes start over
+/// and a new value can carry an index an old one had.
+struct decode_cache {
+    struct owner_entry {
+        std::string raw;
+        std::optional<owner_value> value;
+    };
+    struct status_entry {
+        std::string raw;
+        std::optional<status_value> value;
+    };
+    std::vector<owner_entry> owners;
+    std::vector<status_entry> statuses;
+};
+
+/// Reads `entries` (a ?recurse listing of `prefix`) for `partitions` partitions. With `cache`,
+/// a value whose bytes equal the previous read's for the same key is not decoded again.
 table_read read_table(const std::vector<consul::kv_pair>& entries, std::string_view prefix,
-                      std::uint32_t partitions);
+                      std::uint32_t partitions, decode_cache* cache = nullptr);
 
 /// "2026-12-04T15:00:00.123Z" for a Unix time in milliseconds.
 std::string rfc3339_ms(std::int64_t unix_ms);

@@ -2,7 +2,7 @@
 // a recursive listing of its prefix): every decoder refuses what it does not understand without
 // throwing; whatever decodes encodes and decodes again to the same value; the listing read from
 // arbitrary keys and values has one record per partition, takes an owner or status only from a
-// key of a partition in range, and counts the rest as ignored.
+// key of a partition in range, and counts the rest as ignored; a decode cache never changes it.
 // fuzz-dict: consul_json partition
 #include "fuzz_check.hpp"
 #include "partition/table_codec.hpp"
@@ -58,6 +58,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     add(prefix + line);
     add(line);
     const auto t = fuzz::without_throwing([&] { return read_table(entries, prefix, partitions); });
+    // Through a decode cache, first cold, then primed with a listing of other bytes under
+    // the same keys, then warm: always the same read.
+    decode_cache cache;
+    auto same_as_t = [&](const table_read& c) {
+        LAKEMESH_FUZZ_CHECK(c.records == t.records && c.statuses == t.statuses &&
+                            c.config == t.config && c.ignored == t.ignored);
+    };
+    same_as_t(read_table(entries, prefix, partitions, &cache));
+    auto other = entries;
+    for (auto& e : other) {
+        e.value = line;
+    }
+    read_table(other, prefix, partitions, &cache);
+    same_as_t(read_table(entries, prefix, partitions, &cache));
+    same_as_t(read_table(entries, prefix, partitions, &cache));
     LAKEMESH_FUZZ_CHECK(t.records.size() == partitions);
     LAKEMESH_FUZZ_CHECK(t.statuses.size() == partitions);
     // The out-of-range owner key is never taken.
