@@ -1,6 +1,7 @@
 #include "transport.hpp"
 
 #include "core/base64.hpp"
+#include "core/tls_client.hpp"
 #include "meta_codec.hpp"
 #include "response_head.hpp"
 
@@ -12,8 +13,6 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -24,9 +23,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http.hpp>
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <array>
@@ -162,12 +158,6 @@ struct pool {
     std::deque<std::shared_ptr<asio::steady_timer>> waiters;
 };
 
-bool is_verify_failure(const error_code& ec) {
-    return ec.category() == asio::error::get_ssl_category() &&
-           ERR_GET_REASON(static_cast<unsigned long>(ec.value())) ==
-               SSL_R_CERTIFICATE_VERIFY_FAILED;
-}
-
 }  // namespace
 
 struct transport::state {
@@ -208,42 +198,8 @@ transport::transport(asio::any_io_executor ex, client_config cfg, observe::logge
         }
     }
     if (cfg_.use_tls) {
-        auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-        ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                         asio::ssl::context::no_tlsv1_1);
-        error_code ec;
-        if (!cfg_.tls.ca_file.empty()) {
-            ctx->load_verify_file(cfg_.tls.ca_file, ec);
-        } else if (cfg_.tls.ca_path.empty()) {
-            ctx->set_default_verify_paths(ec);
-        }
-        if (ec) {
-            st_->tls_error =
-                cfg_.tls.ca_file.empty()
-                    ? "cannot load the system's default CA paths: " + ec.message()
-                    : "cannot load CA file '" + cfg_.tls.ca_file + "': " + ec.message();
-        }
-        if (!cfg_.tls.ca_path.empty()) {
-            ctx->add_verify_path(cfg_.tls.ca_path, ec);
-            if (ec) {
-                st_->tls_error = "cannot use CA path '" + cfg_.tls.ca_path + "': " + ec.message();
-            }
-        }
-        if (!cfg_.tls.cert_file.empty()) {
-            ctx->use_certificate_chain_file(cfg_.tls.cert_file, ec);
-            if (!ec) {
-                ctx->use_private_key_file(cfg_.tls.key_file, asio::ssl::context::pem, ec);
-            }
-            if (ec) {
-                st_->tls_error = "cannot load client certificate '" + cfg_.tls.cert_file +
-                                 "' or key '" + cfg_.tls.key_file + "': " + ec.message();
-            }
-        }
-        if (cfg_.tls.verify) {
-            ctx->set_verify_mode(asio::ssl::verify_peer);
-        } else {
-            ctx->set_verify_mode(asio::ssl::verify_none);
+        auto ctx = lakemesh::detail::make_tls_client_context(cfg_.tls, st_->tls_error);
+        if (!cfg_.tls.verify) {
             log_.warn(
                 "TLS certificate verification is OFF (CONSUL_HTTP_SSL_VERIFY=false): the Consul "
                 "agent's identity is not checked and the ACL token can be stolen by anyone on the "
@@ -331,17 +287,8 @@ awaitable<std::shared_ptr<connection>> connect_to(const agent_address& addr,
     low.non_blocking(true);  // for the immediate send in write_read
     if (c->tls) {
         const std::string& name = cfg.tls.server_name.empty() ? addr.host : cfg.tls.server_name;
-        // SNI carries DNS names only (RFC 6066 section 3): an IP literal is verified against the
-        // certificate but not sent.
-        boost::system::error_code not_ip;
-        asio::ip::make_address(name, not_ip);
-        if (not_ip && !SSL_set_tlsext_host_name(c->tls->native_handle(), name.c_str())) {
-            ec = transport_errc::tls_handshake_failed;
-            diag.set_client_message("cannot set TLS server name '" + name + "'");
+        if ((ec = lakemesh::detail::set_tls_server_name(*c->tls, name, cfg.tls.verify, diag))) {
             co_return nullptr;
-        }
-        if (cfg.tls.verify) {
-            c->tls->set_verify_callback(asio::ssl::host_name_verification(name));
         }
         co_await c->tls->async_handshake(asio::ssl::stream_base::client,
                                          asio::redirect_error(use_awaitable, ec));
@@ -353,8 +300,9 @@ awaitable<std::shared_ptr<connection>> connect_to(const agent_address& addr,
             if (ec == beast::error::timeout) {
                 ec = transport_errc::timeout;
             } else if (ec != asio::error::operation_aborted) {
-                ec = is_verify_failure(ec) ? error_code(transport_errc::tls_verify_failed)
-                                           : error_code(transport_errc::tls_handshake_failed);
+                ec = lakemesh::detail::is_tls_verify_failure(ec)
+                         ? error_code(transport_errc::tls_verify_failed)
+                         : error_code(transport_errc::tls_handshake_failed);
             }
             co_return nullptr;
         }
