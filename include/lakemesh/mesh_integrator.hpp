@@ -102,6 +102,10 @@ struct service_call_config {
     discovery::service_query query{};
     /// Off by default. Partition calls are never hedged (one owner).
     hedge_config hedge{};
+    /// Call the instances over TLS (mesh_config::instance_tls). Empty: each instance says, by
+    /// its service meta `secure` = "true" (the key Spring Cloud Consul registers); partition
+    /// owners, which carry no meta, are then called without TLS.
+    std::optional<bool> tls{};
 };
 
 /// What async_start does while Consul cannot be reached.
@@ -191,6 +195,12 @@ struct mesh_config {
     std::size_t max_idle_connections_per_instance = 32;
     std::chrono::milliseconds idle_connection_timeout{30000};
     std::size_t max_response_body = 16u * 1024u * 1024u;
+    /// TLS to instances (service_call_config::tls): the CA that signed their certificates (empty:
+    /// the system's), a client certificate for mutual TLS, and the name to verify (empty: the
+    /// address the call goes to, an IP address or a host name). Verification is on by default;
+    /// a certificate that fails it fails the attempt with transport_errc::tls_verify_failed
+    /// before the request is sent.
+    consul::tls_config instance_tls{};
 
     /// Consul's settings from its environment variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
     /// ...), everything else at its default. Errors as consul::client_config::from_env.

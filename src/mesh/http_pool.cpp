@@ -1,9 +1,13 @@
 #include "http_pool.hpp"
 
+#include "core/tls_client.hpp"
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -23,6 +27,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 namespace lakemesh::mesh {
@@ -97,12 +102,25 @@ using steady = std::chrono::steady_clock;
 struct connection {
     explicit connection(const asio::any_io_executor& ex) : stream(ex) {}
 
+    /// The TCP layer; under `tls` when the connection is TLS.
     beast::tcp_stream stream;
+    std::optional<asio::ssl::stream<beast::tcp_stream&>> tls;
     /// Bytes read past the last response; a pooled connection has none.
     beast::flat_buffer buffer;
     steady::time_point idle_since;
 
-    /// Pending operations complete with operation_aborted.
+    /// Calls `f` with the stream requests and responses go through.
+    template <class F>
+    void io(F&& f) {
+        if (tls) {
+            f(*tls);
+        } else {
+            f(stream);
+        }
+    }
+
+    /// Pending operations complete with operation_aborted. No TLS close_notify: the pool
+    /// closes a connection only when it is done with it or gives up on it.
     void close() {
         error_code ignored;
         stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -113,18 +131,20 @@ struct connection {
 struct endpoint_key {
     std::string host;
     std::uint16_t port = 0;
+    bool tls = false;
 };
 struct endpoint_ref {
     std::string_view host;
     std::uint16_t port = 0;
+    bool tls = false;
 };
 /// Orders endpoint_key and endpoint_ref alike, so a lookup needs no key string.
 struct endpoint_less {
     using is_transparent = void;
     template <class A, class B>
     bool operator()(const A& a, const B& b) const noexcept {
-        return std::pair<std::string_view, std::uint16_t>(a.host, a.port) <
-               std::pair<std::string_view, std::uint16_t>(b.host, b.port);
+        return std::tuple<std::string_view, std::uint16_t, bool>(a.host, a.port, a.tls) <
+               std::tuple<std::string_view, std::uint16_t, bool>(b.host, b.port, b.tls);
     }
 };
 
@@ -309,7 +329,7 @@ bool is_closed_connection(const error_code& ec) noexcept {
     return ec == http::error::end_of_stream || ec == http::error::partial_message ||
            ec == asio::error::eof || ec == asio::error::connection_reset ||
            ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
-           ec == asio::error::not_connected;
+           ec == asio::error::not_connected || ec == asio::ssl::error::stream_truncated;
 }
 
 bool is_http_error(const error_code& ec) noexcept {
@@ -334,6 +354,9 @@ void drop_expired(std::vector<std::unique_ptr<connection>>& idle, steady::time_p
 
 struct http_pool::state {
     endpoint_map endpoints;
+    /// Made on the first TLS send; `tls_error` says why it cannot be used.
+    std::unique_ptr<asio::ssl::context> tls;
+    std::string tls_error;
     std::uint64_t opened = 0;
     steady::time_point last_sweep = steady::now();
     bool shut_down = false;
@@ -392,7 +415,10 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
 
     const std::string& host() const noexcept { return ep->first.host; }
     std::uint16_t port() const noexcept { return ep->first.port; }
-    std::string where() const { return authority(host(), port(), false); }
+    bool tls() const noexcept { return ep->first.tls; }
+    std::string where() const {
+        return (tls() ? "https://" : "") + authority(host(), port(), false);
+    }
     std::string what() const {
         // "METHOD target", the head's request line.
         return head.substr(0, head.find(" HTTP/1.1\r\n"));
@@ -512,10 +538,52 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
             return fail(transport_errc::connect_failed,
                         "connecting to " + where() + ": " + ec.message());
         }
-        conn->stream.expires_never();
         error_code ignored;
         conn->stream.socket().set_option(tcp::no_delay(true), ignored);
         ++pool->st_->opened;
+        if (tls()) {
+            return handshake();
+        }
+        conn->stream.expires_never();
+        write();
+    }
+
+    /// Under the connect deadline still running.
+    void handshake() {
+        const auto& cfg = pool->cfg_.tls;
+        conn->tls.emplace(conn->stream, *pool->st_->tls);
+        const std::string& name = cfg.server_name.empty() ? host() : cfg.server_name;
+        if (auto ec = lakemesh::detail::set_tls_server_name(*conn->tls, name, cfg.verify, diag)) {
+            return finish(ec);
+        }
+        conn->tls->async_handshake(
+            asio::ssl::stream_base::client,
+            [self = shared_from_this()](error_code ec) { self->handshaken(ec); });
+    }
+
+    void handshaken(error_code ec) {
+        if (cancelled) {
+            return finish(asio::error::operation_aborted);
+        }
+        if (ec == beast::error::timeout) {
+            return fail(transport_errc::connect_failed,
+                        "TLS handshake with " + where() + ": not done within " +
+                            std::to_string(pool->cfg_.connect_timeout.count()) +
+                            " ms (connect_timeout)");
+        }
+        if (ec) {
+            const bool verify = lakemesh::detail::is_tls_verify_failure(ec);
+            return fail(
+                verify ? transport_errc::tls_verify_failed : transport_errc::tls_handshake_failed,
+                "TLS handshake with " + where() + ": " + ec.message() +
+                    (verify
+                         ? " (the certificate is not trusted or does not name '" +
+                               (pool->cfg_.tls.server_name.empty() ? host()
+                                                                   : pool->cfg_.tls.server_name) +
+                               "'); nothing was sent"
+                         : "; nothing was sent"));
+        }
+        conn->stream.expires_never();
         write();
     }
 
@@ -523,9 +591,11 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
 
     void write() {
         const std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body)};
-        asio::async_write(
-            conn->stream, bufs,
-            [self = shared_from_this()](error_code ec, std::size_t) { self->written(ec); });
+        conn->io([&](auto& stream) {
+            asio::async_write(
+                stream, bufs,
+                [self = shared_from_this()](error_code ec, std::size_t) { self->written(ec); });
+        });
     }
 
     void written(error_code ec) {
@@ -546,9 +616,12 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
             cfg.max_response_header, std::numeric_limits<std::uint32_t>::max())));
         // An answer to HEAD has no body, whatever its Content-Length says.
         parser->skip(head_request);
-        http::async_read(
-            conn->stream, conn->buffer, *parser,
-            [self = shared_from_this()](error_code ec, std::size_t) { self->got_response(ec); });
+        conn->io([&](auto& stream) {
+            http::async_read(stream, conn->buffer, *parser,
+                             [self = shared_from_this()](error_code ec, std::size_t) {
+                                 self->got_response(ec);
+                             });
+        });
     }
 
     void got_response(error_code ec) {
@@ -688,25 +761,28 @@ void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const
                                 authority(bare, port, false));
         return early(asio::error::operation_aborted);
     }
-    if (tls) {
-        diag.set_client_message("TLS to service instances is not supported yet (" +
-                                authority(bare, port, false) + ")");
-        return early(transport_errc::tls_handshake_failed);
-    }
     if (auto ec = validate(bare, req, diag)) {
         return early(ec);
+    }
+    if (tls && !st.tls) {
+        st.tls = lakemesh::detail::make_tls_client_context(cfg_.tls, st.tls_error);
+    }
+    if (tls && !st.tls_error.empty()) {
+        diag.set_client_message("TLS to https://" + authority(bare, port, false) +
+                                " cannot be set up: " + st.tls_error + "; nothing was sent");
+        return early(transport_errc::tls_handshake_failed);
     }
 
     const auto now = steady::now();
     if (cfg_.idle_timeout.count() > 0 && now - st.last_sweep >= cfg_.idle_timeout) {
         st.sweep(now, cfg_.idle_timeout);
     }
-    auto ep = st.endpoints.find(endpoint_ref{bare, port});
+    auto ep = st.endpoints.find(endpoint_ref{bare, port, tls});
     if (ep == st.endpoints.end()) {
         if (bare.size() != host.size()) {
             host = std::string(bare);
         }
-        ep = st.endpoints.emplace(endpoint_key{std::move(host), port}, endpoint_pool{}).first;
+        ep = st.endpoints.emplace(endpoint_key{std::move(host), port, tls}, endpoint_pool{}).first;
     }
     ++ep->second.active;
     auto op =
@@ -731,8 +807,8 @@ void http_pool::shutdown() {
     }
 }
 
-std::size_t http_pool::idle_connections(std::string_view host, std::uint16_t port) const {
-    auto it = st_->endpoints.find(endpoint_ref{bare_host(host), port});
+std::size_t http_pool::idle_connections(std::string_view host, std::uint16_t port, bool tls) const {
+    auto it = st_->endpoints.find(endpoint_ref{bare_host(host), port, tls});
     return it == st_->endpoints.end() ? 0 : it->second.idle.size();
 }
 

@@ -2,6 +2,7 @@
 // and the rule that a request goes out a second time only when that is safe.
 #pragma once
 
+#include <lakemesh/consul/client_config.hpp>
 #include <lakemesh/error.hpp>
 #include <lakemesh/mesh/http.hpp>
 
@@ -33,9 +34,14 @@ struct http_pool_config {
     /// Largest response head (status line and header fields) accepted; a larger one fails with
     /// transport_errc::protocol_error.
     std::size_t max_response_header = 64 * 1024;
+    /// For the connections a send asks to be TLS: CA, client certificate, verification (on by
+    /// default) and the name to verify (empty: the host the call goes to). The OpenSSL context
+    /// is made on the first TLS send.
+    consul::tls_config tls{};
 };
 
-/// Keep-alive HTTP/1.1 connections to service instances, pooled per host:port.
+/// Keep-alive HTTP/1.1 connections to service instances, pooled per host:port (plain and TLS
+/// apart).
 ///
 /// Thread safety: none. Use it, and emit the cancellation signals bound to its operations, on
 /// its executor only (one thread, or a strand).
@@ -53,7 +59,8 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
 
     /// One request/response exchange with host:port over a pooled keep-alive connection (or a
     /// new one when none is idle). `host` is an IP literal (IPv6 with or without brackets) or a
-    /// name to resolve.
+    /// name to resolve. `tls`: over TLS (http_pool_config::tls), the certificate verified before
+    /// the request goes out.
     ///
     /// Handler: void(error_code, http_response), invoked through its associated executor (by
     /// default the pool's), never from within async_send. Any status is a success here; the
@@ -73,7 +80,9 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
     /// transport_errc::resolve_failed; transport_errc::connect_failed (nothing was sent;
     /// connect_timeout passing is one cause); transport_errc::connection_closed;
     /// transport_errc::protocol_error (not HTTP/1.1 as expected); decode_errc::body_too_large;
-    /// transport_errc::tls_handshake_failed when `tls` (not supported yet);
+    /// transport_errc::tls_verify_failed (the certificate is not trusted or names another host)
+    /// and transport_errc::tls_handshake_failed (no TLS, or CA or certificate files that do not
+    /// load), in both cases before anything was sent;
     /// asio::error::operation_aborted when cancelled or after shutdown(). No request timeout:
     /// the caller cancels. `diag` gets a message naming host:port and what failed, and must
     /// stay alive until the handler runs.
@@ -87,8 +96,8 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
     /// flight finish or fail, and then close their connections.
     void shutdown();
 
-    /// Idle connections pooled for host:port, for tests.
-    std::size_t idle_connections(std::string_view host, std::uint16_t port) const;
+    /// Idle connections pooled for host:port (plain or TLS), for tests.
+    std::size_t idle_connections(std::string_view host, std::uint16_t port, bool tls = false) const;
     /// Connections opened so far, for tests and metrics.
     std::uint64_t connections_opened() const noexcept;
 

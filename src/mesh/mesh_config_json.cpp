@@ -309,6 +309,11 @@ void read_calls(const json& j, const std::string& path, service_call_config& out
             rh.finish();
         }
     }
+    if (r.get("tls")) {
+        bool tls = false;
+        r.boolean("tls", tls);
+        out.tls = tls;
+    }
     r.str("tag", out.query.tag);
     r.boolean("include_warning", out.query.include_warning);
     r.string_map("meta", out.query.meta);
@@ -453,6 +458,16 @@ void read_root(const json& j, mesh_config& cfg) {
               1'000'000);
     r.dur("idle_connection_timeout", cfg.idle_connection_timeout);
     r.integer("max_response_body", cfg.max_response_body, 1, std::int64_t{1} << 40);
+    if (auto v = r.get("instance_tls")) {
+        object_reader t(*v, "instance_tls");
+        t.str("ca_file", cfg.instance_tls.ca_file);
+        t.str("ca_path", cfg.instance_tls.ca_path);
+        t.str("cert_file", cfg.instance_tls.cert_file);
+        t.str("key_file", cfg.instance_tls.key_file);
+        t.str("server_name", cfg.instance_tls.server_name);
+        t.boolean("verify", cfg.instance_tls.verify);
+        t.finish();
+    }
     r.finish();
 }
 

@@ -23,6 +23,7 @@
 #include <random>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace lakemesh {
 
@@ -225,6 +226,13 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         resilience::policy policy;
         resilience::load_balancer balancer;
         std::shared_ptr<const discovery::service_snapshot> snapshot;
+        /// Endpoint IDs of the instances whose meta asks for TLS (when cfg.tls is empty).
+        std::unordered_set<std::string> secure;
+
+        /// Whether the call to endpoint `id` goes over TLS.
+        bool tls_for(const std::string& id) const {
+            return cfg.tls ? *cfg.tls : !secure.empty() && secure.contains(id);
+        }
 
         service_state(const asio::any_io_executor& ex, std::string n, service_call_config c,
                       std::uint64_t seed, mesh::detail::mesh_metrics& metrics)
@@ -301,6 +309,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         error_code last_error;
         std::uint64_t last_endpoint = 0;
         bool tried = false;
+        bool tls = false;                  ///< the attempt in flight goes over TLS
         asio::cancellation_signal cancel;  // user's cancellation and the stop's
         bool cancelled = false;            // set before `cancel` is emitted
         // The attempt in flight ends at its per-try timeout before the call's deadline: when it
@@ -370,11 +379,18 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                   p.max_idle_per_endpoint = cfg.max_idle_connections_per_instance;
                   p.idle_timeout = cfg.idle_connection_timeout;
                   p.max_response_body = cfg.max_response_body;
+                  p.tls = cfg.instance_tls;
                   return p;
               }())),
           ready_timer(ex),
           drain_timer(ex),
           metrics_timer(ex) {
+        if (!cfg.instance_tls.verify) {
+            log.warn(
+                "TLS certificate verification to service instances is OFF "
+                "(instance_tls.verify=false): any host on the path can pose as an instance. "
+                "Never use this outside a test.");
+        }
         client.set_observer(
             std::make_shared<consul_request_fanout>(metrics.consul_observer(), cfg.spans));
         service_id = cfg.service_id.empty() && !cfg.service_name.empty()
@@ -1063,6 +1079,12 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         return tp;
     }
 
+    /// A meta value meaning yes ("true" in any case).
+    static bool iequals_true(std::string_view v) noexcept {
+        return v.size() == 4 && (v[0] | 0x20) == 't' && (v[1] | 0x20) == 'r' &&
+               (v[2] | 0x20) == 'u' && (v[3] | 0x20) == 'e';
+    }
+
     void refresh_balancer(service_state& st) {
         auto view = st.cfg.query == discovery::service_query{}
                         ? cache.lookup(st.name)
@@ -1072,6 +1094,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             return;
         }
         st.snapshot = view.share();
+        auto& secure = st.secure;
+        secure.clear();
         std::vector<resilience::endpoint> eps;
         eps.reserve(st.snapshot->instances.size());
         for (const auto& inst : st.snapshot->instances) {
@@ -1084,6 +1108,10 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                            : resilience::endpoint_health::passing;
             e.weight_passing = static_cast<std::uint32_t>(std::max(inst.weights.passing, 0));
             e.weight_warning = static_cast<std::uint32_t>(std::max(inst.weights.warning, 0));
+            if (auto it = inst.meta.find("secure");
+                it != inst.meta.end() && iequals_true(it->second)) {
+                secure.insert(e.id);
+            }
             eps.push_back(std::move(e));
         }
         st.balancer.update(std::move(eps), clock::now());
@@ -1254,6 +1282,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             c->no_owner = false;
             host = v->address;
             port = v->port;
+            c->tls = cfg.partition_calls.tls.value_or(false);
             c->request.set_header(std::string(headers::fencing_token), std::to_string(v->token));
             c->request.set_header(std::string(headers::partition), std::to_string(v.partition()));
         } else {
@@ -1276,6 +1305,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             const auto& ep = lb.at(*pick);
             host = ep.address;
             port = ep.port;
+            c->tls = st.tls_for(ep.id);
             c->last_endpoint = pick->key;
             lb.on_start(*pick);
         }
@@ -1300,7 +1330,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             }
         }
         auto slot = asio::get_associated_cancellation_slot(handler);
-        pool->async_send(std::move(host), port, false, c->request, c->idempotent, c->attempt_diag,
+        pool->async_send(std::move(host), port, c->tls, c->request, c->idempotent, c->attempt_diag,
                          asio::bind_cancellation_slot(
                              slot, [w = weak_from_this(), c, name, pick, started = now,
                                     handler = std::move(handler)](
@@ -1353,7 +1383,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                 }
             });
         }
-        send_leg(st.name, c, hs, 0, primary, std::move(host), port);
+        send_leg(st.name, c, hs, 0, primary, std::move(host), port, c->tls);
         hs->timer.expires_after(delay);
         hs->timer.async_wait([w = weak_from_this(), c, hs, name = st.name, primary](error_code ec) {
             auto self = w.lock();
@@ -1377,17 +1407,17 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             ++self->counters.hedges;
             s.m->hedges->inc();
             self->span_attempt_start(*c, ep.address + ":" + std::to_string(ep.port));
-            self->send_leg(name, c, hs, 1, *pick, ep.address, ep.port);
+            self->send_leg(name, c, hs, 1, *pick, ep.address, ep.port, s.tls_for(ep.id));
         });
     }
 
     void send_leg(const std::string& name, const std::shared_ptr<call_state>& c,
                   const std::shared_ptr<hedge_state>& hs, int leg, resilience::endpoint_handle pick,
-                  std::string host, std::uint16_t port) {
+                  std::string host, std::uint16_t port, bool tls) {
         hs->endpoint[leg] = host + ":" + std::to_string(port);
         ++hs->running;
         pool->async_send(
-            std::move(host), port, false, c->request, true, hs->diag[leg],
+            std::move(host), port, tls, c->request, true, hs->diag[leg],
             asio::bind_cancellation_slot(
                 hs->legs[leg].slot(),
                 [w = weak_from_this(), c, hs, leg, name, pick, started = clock::now()](

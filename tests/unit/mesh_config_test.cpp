@@ -29,7 +29,10 @@ TEST(mesh_config_json, a_full_file_sets_every_part) {
                   "bulkhead": {"max_concurrent": 10}, "balancer": "least_request"},
         "services": {"stock": {"retry": {"max_attempts": 2}, "circuit_breaker": false,
                                "tag": "primary"},
-                     "search": {"hedge": {"delay": "15ms"}}, "prices": {"hedge": true}},
+                     "search": {"hedge": {"delay": "15ms"}, "tls": true},
+                     "prices": {"hedge": true, "tls": false}},
+        "instance_tls": {"ca_file": "/etc/lake/ca.pem", "cert_file": "/etc/lake/me.pem",
+                         "key_file": "/etc/lake/me.key", "server_name": "lake.internal"},
         "dependencies": ["stock"],
         "partitions": {"cluster": "lake", "node_id": "n1", "partitions": 64,
                        "fast_failover": true},
@@ -72,6 +75,15 @@ TEST(mesh_config_json, a_full_file_sets_every_part) {
     EXPECT_EQ(cfg.services.at("search").hedge.delay, 15ms);
     EXPECT_TRUE(cfg.services.at("prices").hedge.enabled);
     EXPECT_EQ(cfg.services.at("prices").hedge.delay, 0ms);  // at the observed p95
+    // TLS to instances: by their meta unless a service says; verification stays on.
+    EXPECT_FALSE(stock.tls.has_value());
+    EXPECT_EQ(cfg.services.at("search").tls, std::optional<bool>(true));
+    EXPECT_EQ(cfg.services.at("prices").tls, std::optional<bool>(false));
+    EXPECT_EQ(cfg.instance_tls.ca_file, "/etc/lake/ca.pem");
+    EXPECT_EQ(cfg.instance_tls.cert_file, "/etc/lake/me.pem");
+    EXPECT_EQ(cfg.instance_tls.key_file, "/etc/lake/me.key");
+    EXPECT_EQ(cfg.instance_tls.server_name, "lake.internal");
+    EXPECT_TRUE(cfg.instance_tls.verify);
     EXPECT_EQ(cfg.dependencies, std::vector<std::string>{"stock"});
     ASSERT_TRUE(cfg.partitions.has_value());
     EXPECT_EQ(cfg.partitions->cluster, "lake");
@@ -129,6 +141,10 @@ TEST(mesh_config_json, bad_input_names_the_field) {
         {R"({"partitions": {"cluster": "lake", "node_id": "n1", "partitions": 0}})",
          validation_errc::invalid_argument, "partitions.partitions"},
         {R"([1, 2])", validation_errc::invalid_configuration, "expected an object"},
+        {R"({"services": {"stock": {"tls": "yes"}}})", validation_errc::invalid_configuration,
+         "services.stock.tls: expected true or false"},
+        {R"({"instance_tls": {"ca": "/x"}})", validation_errc::invalid_configuration,
+         "instance_tls.ca: unknown field"},
     };
     for (const auto& c : cases) {
         error_code ec;

@@ -1,7 +1,11 @@
 // http_pool against a tiny Beast server on 127.0.0.1 in the same io_context (loopback only,
 // no timing): round trips, keep-alive reuse, the retry rule for a pooled connection the server
-// had closed, Connection: close, connect failure, cancellation, limits, validation, shutdown.
+// had closed, Connection: close, connect failure, cancellation, limits, validation, shutdown,
+// and TLS (verification, SNI, pooling apart from plain connections).
 #include "mesh/http_pool.hpp"
+
+#include "test_certs.hpp"
+#include "tls_http_server.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -23,6 +27,8 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using test::self_signed_cert;
+using test::tls_http_server;
 using namespace std::chrono_literals;
 
 /// What the test server does with a request.
@@ -412,18 +418,109 @@ TEST_F(http_pool_test, header_injection_is_rejected_before_anything_is_sent) {
     EXPECT_EQ(server.accepted, 0);
 }
 
-TEST_F(http_pool_test, tls_is_not_supported_yet) {
-    outcome o;
-    pool->async_send("127.0.0.1", server.port(), true, get(), true, o.diag,
-                     [&o](error_code ec, http_response) {
-                         o.done = true;
-                         o.ec = ec;
-                     });
-    EXPECT_FALSE(o.done);
-    ASSERT_TRUE(run_until([&] { return o.done; }));
+class http_pool_tls_test : public http_pool_test {
+  protected:
+    self_signed_cert cert{"127.0.0.1"};
+    self_signed_cert other{"127.0.0.1"};
+    tls_http_server https{io, cert};
+
+    void SetUp() override {
+        ASSERT_TRUE(cert.ok());
+        ASSERT_TRUE(other.ok());
+    }
+
+    /// A pool that trusts `ca` (empty: the system's CAs) and verifies `name` (empty: the host).
+    void trust(const std::string& ca, std::string name = {}) {
+        http_pool_config cfg;
+        cfg.tls.ca_file = ca;
+        cfg.tls.server_name = std::move(name);
+        make_pool(cfg);
+    }
+
+    outcome send_tls(const http_request& req, std::uint16_t port = 0,
+                     std::string host = "127.0.0.1") {
+        outcome o;
+        pool->async_send(std::move(host), port != 0 ? port : https.port(), true, req, true, o.diag,
+                         [&o](error_code ec, http_response r) {
+                             o.done = true;
+                             o.ec = ec;
+                             o.res = std::move(r);
+                         });
+        EXPECT_FALSE(o.done) << "completed from within async_send";
+        EXPECT_TRUE(run_until([&] { return o.done; }));
+        return o;
+    }
+};
+
+TEST_F(http_pool_tls_test,
+       a_trusted_certificate_carries_the_exchange_and_the_connection_is_reused) {
+    trust(cert.cert_file());
+    for (int i = 0; i < 3; ++i) {
+        const auto o = send_tls(get("/tls/" + std::to_string(i)));
+        ASSERT_FALSE(o.ec) << o.ec.message() << " " << o.diag.client_message();
+        EXPECT_EQ(o.res.status, 200u);
+        EXPECT_EQ(o.res.body, "tls:/tls/" + std::to_string(i));
+    }
+    EXPECT_EQ(https.handshakes, 1);  // one TLS connection, kept alive
+    EXPECT_EQ(pool->connections_opened(), 1u);
+    EXPECT_EQ(pool->idle_connections("127.0.0.1", https.port(), true), 1u);
+    EXPECT_EQ(pool->idle_connections("127.0.0.1", https.port(), false), 0u);
+    EXPECT_EQ(https.last_sni, "");  // an IP literal is verified, never sent as SNI
+    EXPECT_EQ(https.targets.size(), 3u);
+}
+
+TEST_F(http_pool_tls_test, tls_and_plain_connections_to_one_endpoint_are_pooled_apart) {
+    trust(cert.cert_file());
+    ASSERT_FALSE(send_tls(get("/a")).ec);
+    // The same host:port asked for in plain HTTP gets a connection of its own (which fails
+    // here, since the server speaks TLS only), never the pooled TLS one.
+    const auto plain = send(get("/b"), true, "127.0.0.1", https.port());
+    EXPECT_TRUE(plain.ec);
+    EXPECT_EQ(https.accepted, 2);
+    EXPECT_EQ(https.targets, std::vector<std::string>{"/a"});
+    EXPECT_EQ(pool->idle_connections("127.0.0.1", https.port(), true), 1u);
+}
+
+TEST_F(http_pool_tls_test, an_untrusted_certificate_fails_closed_before_the_request_is_sent) {
+    for (const std::string& ca : {std::string(), other.cert_file()}) {
+        trust(ca);  // the system's CAs, or another certificate
+        const auto o = send_tls(get("/secret"));
+        EXPECT_EQ(o.ec, transport_errc::tls_verify_failed) << o.ec.message();
+        EXPECT_NE(o.diag.client_message().find("nothing was sent"), std::string::npos)
+            << o.diag.client_message();
+        EXPECT_EQ(pool->idle_connections("127.0.0.1", https.port(), true), 0u);
+    }
+    EXPECT_TRUE(https.targets.empty());
+}
+
+TEST_F(http_pool_tls_test, a_certificate_for_another_name_fails_and_the_name_is_sent_as_sni) {
+    trust(cert.cert_file(), "api.example.com");
+    auto o = send_tls(get("/x"));
+    EXPECT_EQ(o.ec, transport_errc::tls_verify_failed) << o.ec.message();
+    EXPECT_NE(o.diag.client_message().find("api.example.com"), std::string::npos);
+    // The certificate also names "localhost": verified against that name, it passes.
+    trust(cert.cert_file(), "localhost");
+    o = send_tls(get("/y"));
+    ASSERT_FALSE(o.ec) << o.ec.message() << " " << o.diag.client_message();
+    EXPECT_EQ(https.last_sni, "localhost");
+    EXPECT_EQ(https.targets, std::vector<std::string>{"/y"});
+}
+
+TEST_F(http_pool_tls_test, ca_files_that_do_not_load_fail_without_connecting) {
+    trust("/nonexistent/ca.pem");
+    const auto o = send_tls(get());
     EXPECT_EQ(o.ec, transport_errc::tls_handshake_failed);
-    EXPECT_NE(o.diag.client_message().find("TLS to service instances is not supported yet"),
-              std::string::npos);
+    EXPECT_NE(o.diag.client_message().find("/nonexistent/ca.pem"), std::string::npos)
+        << o.diag.client_message();
+    EXPECT_EQ(https.accepted, 0);
+    EXPECT_EQ(pool->connections_opened(), 0u);
+}
+
+TEST_F(http_pool_tls_test, tls_to_a_plain_http_server_fails_cleanly) {
+    trust(cert.cert_file());
+    const auto o = send_tls(get("/plain"), server.port());
+    EXPECT_EQ(o.ec, transport_errc::tls_handshake_failed) << o.ec.message();
+    EXPECT_TRUE(server.requests.empty());  // the handshake bytes are not an HTTP request
 }
 
 TEST_F(http_pool_test, shutdown_closes_idle_connections_and_fails_later_sends) {

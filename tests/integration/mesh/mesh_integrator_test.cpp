@@ -9,6 +9,8 @@
 #include "promtool.hpp"
 #include "run_future.hpp"
 #include "tcp_forwarder.hpp"
+#include "test_certs.hpp"
+#include "tls_http_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -157,17 +159,28 @@ class mesh_integrator_test : public ::testing::Test {
     void add_instances(const std::string& name, int n) {
         for (int i = 0; i < n; ++i) {
             auto& u = upstreams.emplace_back(io);
-            auto cfg = base_config();
-            cfg.service_name = name;
-            cfg.service_id = name + "-" + std::to_string(upstreams.size());
-            cfg.port = u.port();
-            cfg.start = start_mode::wait_for_consul;
-            auto& m = providers.emplace_back(io, cfg);
-            std::optional<error_code> started;
-            m.async_start([&](error_code ec) { started = ec; });
-            ASSERT_TRUE(run_until([&] { return started.has_value(); }));
-            ASSERT_FALSE(*started) << started->message();
+            register_provider(name, u.port());
         }
+        wait_for_catalog(name);
+    }
+
+    /// Registers an instance of `name` at 127.0.0.1:`port` through a mesh of its own.
+    void register_provider(const std::string& name, std::uint16_t port,
+                           std::map<std::string, std::string> meta = {}) {
+        auto cfg = base_config();
+        cfg.service_name = name;
+        cfg.service_id = name + "-" + std::to_string(providers.size() + 1);
+        cfg.port = port;
+        cfg.meta = std::move(meta);
+        cfg.start = start_mode::wait_for_consul;
+        auto& m = providers.emplace_back(io, cfg);
+        std::optional<error_code> started;
+        m.async_start([&](error_code ec) { started = ec; });
+        ASSERT_TRUE(run_until([&] { return started.has_value(); }));
+        ASSERT_FALSE(*started) << started->message();
+    }
+
+    void wait_for_catalog(const std::string& name) {
         // A real agent accepts a registration at once and syncs it to the catalog a moment
         // later; a caller resolving the service before that finds no instance.
         auto raw = target.client();
@@ -260,6 +273,43 @@ TEST_F(mesh_integrator_test, a_call_reaches_a_registered_instance_with_trace_and
     const auto ms = std::stoll(std::string(seen.header(headers::deadline_ms)));
     EXPECT_GT(ms, 1000);
     EXPECT_LE(ms, 2000);
+}
+
+TEST_F(mesh_integrator_test, an_instance_whose_meta_says_secure_is_called_over_verified_tls) {
+    test::self_signed_cert cert{"127.0.0.1"};
+    ASSERT_TRUE(cert.ok());
+    test::tls_http_server https{io, cert};
+    register_provider(service, https.port(), {{"secure", "true"}});
+    wait_for_catalog(service);
+
+    // Trusting the instance's CA: the call goes over TLS, verified against the address.
+    auto cfg = base_config();
+    cfg.instance_tls.ca_file = cert.cert_file();
+    caller_.emplace(io, cfg);
+    auto out = call(*caller_, service, {.method = "GET", .target = "/secure/1"});
+    ASSERT_FALSE(out.ec) << out.ec.message() << " " << out.result.diag.to_string();
+    EXPECT_EQ(out.result.response.body, "tls:/secure/1");
+    EXPECT_EQ(https.handshakes, 1);
+
+    // With the defaults (the system's CAs, verification on) the self-signed instance is
+    // refused before the request leaves: it fails closed and the target never sees it.
+    std::optional<mesh_integrator> strict(std::in_place, io, base_config());
+    out = call(*strict, service, {.method = "GET", .target = "/secure/2"});
+    EXPECT_EQ(out.ec, transport_errc::tls_verify_failed) << out.ec.message();
+    EXPECT_NE(out.result.diag.to_string().find("nothing was sent"), std::string::npos)
+        << out.result.diag.to_string();
+    EXPECT_EQ(https.targets, std::vector<std::string>{"/secure/1"});
+
+    // A service's own setting wins over the meta: tls = false speaks plain HTTP, which this
+    // instance does not understand.
+    auto plain_cfg = base_config();
+    plain_cfg.services[service].tls = false;
+    plain_cfg.services[service].policy.retry.max_attempts = 1;
+    std::optional<mesh_integrator> plain(std::in_place, io, plain_cfg);
+    out = call(*plain, service, {.method = "GET", .target = "/secure/3"});
+    EXPECT_TRUE(out.ec);
+    EXPECT_EQ(https.targets, std::vector<std::string>{"/secure/1"});
+    EXPECT_EQ(https.handshakes, 1);
 }
 
 TEST_F(mesh_integrator_test, a_retry_goes_to_another_instance) {

@@ -1,8 +1,9 @@
 // TLS fails closed with the defaults: a client configured only with an https address (no CA,
 // no verify setting, as CONSUL_HTTP_ADDR=https://... alone gives) refuses an agent whose
-// certificate is self-signed, before any request, so the ACL token is never sent to it. The
-// mesh's pool to service instances does not speak TLS yet and refuses (see http_pool_test's
-// tls_is_not_supported_yet); the mesh never asks it for TLS.
+// certificate is self-signed, before any request, so the ACL token is never sent to it. Calls
+// to service instances over TLS fail closed the same way with the defaults (http_pool_test's
+// http_pool_tls_test cases, and mesh_integrator_test's
+// an_instance_whose_meta_says_secure_is_called_over_verified_tls).
 #include <lakemesh/consul/client.hpp>
 
 #include "consul_target.hpp"
