@@ -1569,6 +1569,9 @@ mesh_integrator::mesh_integrator(boost::asio::io_context& io, mesh_config cfg, o
     : mesh_integrator(io.get_executor(), std::move(cfg), std::move(log)) {}
 
 mesh_integrator::~mesh_integrator() {
+    // Consul requests still in flight finish after this object is gone (their exchanges hold
+    // the transport); they must not report to the metrics and spans destroyed with it.
+    impl_->client.set_observer(nullptr);
     impl_->ready_timer.cancel();
     impl_->drain_timer.cancel();
     impl_->metrics_timer.cancel();

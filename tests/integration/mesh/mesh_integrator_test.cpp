@@ -312,6 +312,25 @@ TEST_F(mesh_integrator_test, an_instance_whose_meta_says_secure_is_called_over_v
     EXPECT_EQ(https.handshakes, 1);
 }
 
+// Caught by the sanitizer legs (ASan, TSan): the cache's blocking watch is in flight when the
+// mesh goes away, and its exchange then completes and reports its outcome; the mesh's metrics
+// observer must be gone by then, not freed under it.
+TEST_F(mesh_integrator_test,
+       a_mesh_destroyed_with_consul_requests_in_flight_leaves_nothing_behind) {
+    add_instances(service, 1);
+    {
+        mesh_integrator m(io, base_config());
+        auto out = call(m, service, {.method = "GET", .target = "/once"});
+        ASSERT_FALSE(out.ec) << out.ec.message();
+        // Let the cache's watch send its blocking query.
+        io.restart();
+        io.run_for(50ms);
+    }
+    io.restart();
+    io.run_for(200ms);  // the aborted exchanges complete here
+    EXPECT_EQ(upstreams[0].seen.size(), 1u);
+}
+
 TEST_F(mesh_integrator_test, a_retry_goes_to_another_instance) {
     add_instances(service, 2);
     upstreams[0].status = 503;
