@@ -1,5 +1,6 @@
 #include "http_pool.hpp"
 
+#include "core/ascii.hpp"
 #include "core/tls_client.hpp"
 
 #include <boost/asio/bind_executor.hpp>
@@ -36,15 +37,7 @@ namespace lakemesh::mesh {
 
 namespace {
 
-constexpr char ascii_lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
-}
+using lakemesh::detail::iequals;
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
@@ -548,12 +541,17 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
         write();
     }
 
+    /// The name the instance's certificate must carry: the configured one, else the host.
+    const std::string& tls_name() const noexcept {
+        const auto& configured = pool->cfg_.tls.server_name;
+        return configured.empty() ? host() : configured;
+    }
+
     /// Under the connect deadline still running.
     void handshake() {
-        const auto& cfg = pool->cfg_.tls;
         conn->tls.emplace(conn->stream, *pool->st_->tls);
-        const std::string& name = cfg.server_name.empty() ? host() : cfg.server_name;
-        if (auto ec = lakemesh::detail::set_tls_server_name(*conn->tls, name, cfg.verify, diag)) {
+        if (auto ec = lakemesh::detail::set_tls_server_name(*conn->tls, tls_name(),
+                                                            pool->cfg_.tls.verify, diag)) {
             return finish(ec);
         }
         conn->tls->async_handshake(
@@ -572,16 +570,13 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
                             " ms (connect_timeout)");
         }
         if (ec) {
-            const bool verify = lakemesh::detail::is_tls_verify_failure(ec);
-            return fail(
-                verify ? transport_errc::tls_verify_failed : transport_errc::tls_handshake_failed,
-                "TLS handshake with " + where() + ": " + ec.message() +
-                    (verify
-                         ? " (the certificate is not trusted or does not name '" +
-                               (pool->cfg_.tls.server_name.empty() ? host()
-                                                                   : pool->cfg_.tls.server_name) +
-                               "'); nothing was sent"
-                         : "; nothing was sent"));
+            std::string why = "TLS handshake with " + where() + ": " + ec.message();
+            if (!lakemesh::detail::is_tls_verify_failure(ec)) {
+                return fail(transport_errc::tls_handshake_failed, why + "; nothing was sent");
+            }
+            return fail(transport_errc::tls_verify_failed,
+                        why + " (the certificate is not trusted or does not name '" + tls_name() +
+                            "'); nothing was sent");
         }
         conn->stream.expires_never();
         write();

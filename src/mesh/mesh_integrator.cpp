@@ -1,6 +1,7 @@
 // mesh_integrator: wiring of the parts, start/stop ordering and the resilient call path.
 #include <lakemesh/mesh_integrator.hpp>
 
+#include "core/ascii.hpp"
 #include "mesh/http_pool.hpp"
 #include "mesh/mesh_metrics.hpp"
 #include "mesh/policy_watch.hpp"
@@ -1079,12 +1080,6 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         return tp;
     }
 
-    /// A meta value meaning yes ("true" in any case).
-    static bool iequals_true(std::string_view v) noexcept {
-        return v.size() == 4 && (v[0] | 0x20) == 't' && (v[1] | 0x20) == 'r' &&
-               (v[2] | 0x20) == 'u' && (v[3] | 0x20) == 'e';
-    }
-
     void refresh_balancer(service_state& st) {
         auto view = st.cfg.query == discovery::service_query{}
                         ? cache.lookup(st.name)
@@ -1109,7 +1104,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             e.weight_passing = static_cast<std::uint32_t>(std::max(inst.weights.passing, 0));
             e.weight_warning = static_cast<std::uint32_t>(std::max(inst.weights.warning, 0));
             if (auto it = inst.meta.find("secure");
-                it != inst.meta.end() && iequals_true(it->second)) {
+                it != inst.meta.end() && lakemesh::detail::iequals(it->second, "true")) {
                 secure.insert(e.id);
             }
             eps.push_back(std::move(e));

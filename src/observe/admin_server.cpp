@@ -1,5 +1,6 @@
 #include <lakemesh/observe/admin_server.hpp>
 
+#include "core/ascii.hpp"
 #include "observe/admin_page.hpp"
 
 #include <openssl/crypto.h>
@@ -61,11 +62,7 @@ bool same_secret(std::string_view expected, std::string_view given) {
     return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return (x | 0x20) == (y | 0x20);
-           });
-}
+using lakemesh::detail::iequals;
 
 /// "Bearer <token>" (the scheme is case-insensitive); empty when the header is not one.
 std::string_view bearer_of(std::string_view header) {
