@@ -37,80 +37,7 @@ struct policy_core {
     bulkhead bulk;
     retry_budget budget;
     random_source rng;
-    std::unordered_map<std::uint64_t, std::shared_ptr<call_state>> waiters;
-};
-
-struct call_state : std::enable_shared_from_this<call_state> {
-    enum class phase : std::uint8_t { starting, waiting, running, backing_off, done };
-    enum class stop_reason : std::uint8_t { none, per_try_timeout, deadline, cancelled };
-
-    call_state(std::shared_ptr<policy_core> c, const call_options& o,
-               std::unique_ptr<attempt_runner> r, asio::any_completion_handler<void(error_code)> h,
-               time_point now)
-        : core(std::move(c)),
-          config(core->config),
-          opts(o),
-          runner(std::move(r)),
-          handler(std::move(h)),
-          call_deadline(o.inherited.nested(now, config->timeout)),
-          retry(config->retry, call_deadline, o.idempotent),
-          timer(core->ex) {}
-
-    ~call_state() {
-        if (outer_slot.is_connected()) {
-            outer_slot.clear();
-        }
-    }
-
-    void start(time_point now);
-    void begin_attempt();
-    void run_attempt(time_point now);
-    void on_attempt_complete(error_code ec, unsigned attempt);
-    void on_admitted();
-    void on_wait_timer();
-    void on_cancel();
-    void reject(error_code reason);
-    void finish(error_code ec);
-    void release_slot();
-    bool is_breaker_failure(const error_code& ec) const {
-        return config->breaker_failure ? config->breaker_failure(ec) : lakemesh::is_retryable(ec);
-    }
-
-    template <typename Fn>
-    void arm_timer(time_point at, Fn fn) {
-        const std::uint64_t generation = ++timer_generation;
-        timer.expires_at(at);
-        timer.async_wait([self = shared_from_this(), generation, fn](error_code ec) mutable {
-            if (ec || generation != self->timer_generation) {
-                return;
-            }
-            fn(*self);
-        });
-    }
-    void disarm_timer() {
-        ++timer_generation;
-        timer.cancel();
-    }
-
-    std::shared_ptr<policy_core> core;
-    std::shared_ptr<const policy_config> config;
-    call_options opts;
-    std::unique_ptr<attempt_runner> runner;
-    asio::any_completion_handler<void(error_code)> handler;
-    asio::cancellation_slot outer_slot;
-    asio::cancellation_signal attempt_signal;
-    deadline call_deadline;
-    retry_state retry;
-    asio::steady_timer timer;
-    std::uint64_t timer_generation = 0;
-    phase current = phase::starting;
-    stop_reason stop = stop_reason::none;
-    bool initiating = true;
-    bool holds_slot = false;
-    breaker_permit permit;
-    std::uint64_t ticket = 0;
-    time_point attempt_started{};
-    error_code last_attempt_error;
+    std::unordered_map<std::uint64_t, std::shared_ptr<policy_run>> waiters;
 };
 
 void policy_core::wake(std::uint64_t ticket) {
@@ -118,53 +45,89 @@ void policy_core::wake(std::uint64_t ticket) {
     if (it == waiters.end()) {
         return;
     }
-    std::shared_ptr<call_state> waiter = std::move(it->second);
+    std::shared_ptr<policy_run> waiter = std::move(it->second);
     waiters.erase(it);
     // Posted so that the releasing call finishes before the admitted one starts.
     asio::post(ex, [waiter = std::move(waiter)] { waiter->on_admitted(); });
 }
 
-void call_state::start(time_point now) {
-    outer_slot = asio::get_associated_cancellation_slot(handler);
-    if (outer_slot.is_connected()) {
-        outer_slot.assign([self = this](asio::cancellation_type) { self->on_cancel(); });
-    }
-    core->budget.record_request(now);
-    begin_attempt();
-    initiating = false;
+policy_run::~policy_run() = default;
+
+bool policy_run::is_breaker_failure(const error_code& ec) const {
+    return config_->breaker_failure ? config_->breaker_failure(ec) : lakemesh::is_retryable(ec);
 }
 
-void call_state::begin_attempt() {
+template <typename Fn>
+void policy_run::arm_timer(time_point at, Fn fn) {
+    if (!timer_) {
+        timer_.emplace(core_->ex);
+    }
+    const std::uint64_t generation = ++timer_generation_;
+    timer_->expires_at(at);
+    timer_->async_wait([self = shared_from_this(), generation, fn](error_code ec) mutable {
+        if (ec || generation != self->timer_generation_) {
+            return;
+        }
+        fn(*self);
+    });
+}
+
+void policy_run::disarm_timer() {
+    ++timer_generation_;
+    if (timer_) {
+        timer_->cancel();
+    }
+}
+
+void policy_run::run(const policy& p, const call_options& opts) {
+    run(p.core(), opts);
+}
+
+void policy_run::run(const std::shared_ptr<policy_core>& core, const call_options& opts) {
     const time_point now = clock::now();
-    stop = stop_reason::none;
-    if (call_deadline.expired(now)) {
+    core_ = core;
+    config_ = core_->config;
+    last_error_ = opts.last_error;
+    call_deadline_ = opts.inherited.nested(now, config_->timeout);
+    retry_.emplace(config_->retry, call_deadline_, opts.idempotent);
+    current_ = phase::starting;
+    initiating_ = true;
+    core_->budget.record_request(now);
+    begin_attempt();
+    initiating_ = false;
+}
+
+void policy_run::begin_attempt() {
+    const time_point now = clock::now();
+    stop_ = stop_reason::none;
+    if (call_deadline_.expired(now)) {
         finish(policy_errc::deadline_exceeded);
         return;
     }
-    if (config->circuit_breaker) {
-        permit = core->breaker.try_acquire(now);
-        if (!permit) {
+    if (config_->circuit_breaker) {
+        permit_ = core_->breaker.try_acquire(now);
+        if (!permit_) {
             reject(policy_errc::circuit_open);
             return;
         }
     }
-    if (config->bulkhead) {
-        const bulkhead_result admission = core->bulk.try_acquire(now, call_deadline);
+    if (config_->bulkhead) {
+        const bulkhead_result admission = core_->bulk.try_acquire(now, call_deadline_);
         switch (admission.admission) {
             case bulkhead_admission::admitted:
-                holds_slot = true;
+                holds_slot_ = true;
                 break;
             case bulkhead_admission::queued:
-                current = phase::waiting;
-                ticket = admission.ticket;
-                core->waiters.emplace(ticket, shared_from_this());
+                current_ = phase::waiting;
+                ticket_ = admission.ticket;
+                core_->waiters.emplace(ticket_, shared_from_this());
                 if (admission.wait_until != time_point::max()) {
-                    arm_timer(admission.wait_until, [](call_state& s) { s.on_wait_timer(); });
+                    arm_timer(admission.wait_until, [](policy_run& s) { s.on_wait_timer(); });
                 }
                 return;
             case bulkhead_admission::rejected:
-                core->breaker.on_ignored(permit);
-                permit = {};
+                core_->breaker.on_ignored(permit_);
+                permit_ = {};
                 reject(policy_errc::bulkhead_full);
                 return;
         }
@@ -172,18 +135,18 @@ void call_state::begin_attempt() {
     run_attempt(now);
 }
 
-void call_state::on_admitted() {
-    if (current != phase::waiting) {
+void policy_run::on_admitted() {
+    if (current_ != phase::waiting) {
         return;
     }
-    holds_slot = true;
+    holds_slot_ = true;
     disarm_timer();
     const time_point now = clock::now();
-    if (stop == stop_reason::cancelled || call_deadline.expired(now)) {
-        const bool cancelled = stop == stop_reason::cancelled;
+    if (stop_ == stop_reason::cancelled || call_deadline_.expired(now)) {
+        const bool cancelled = stop_ == stop_reason::cancelled;
         release_slot();
-        core->breaker.on_ignored(permit);
-        permit = {};
+        core_->breaker.on_ignored(permit_);
+        permit_ = {};
         finish(cancelled ? error_code(asio::error::operation_aborted)
                          : error_code(policy_errc::deadline_exceeded));
         return;
@@ -191,174 +154,216 @@ void call_state::on_admitted() {
     run_attempt(now);
 }
 
-void call_state::on_wait_timer() {
-    if (current != phase::waiting || !core->bulk.cancel_wait(ticket)) {
+void policy_run::on_wait_timer() {
+    if (current_ != phase::waiting || !core_->bulk.cancel_wait(ticket_)) {
         return;
     }
-    core->waiters.erase(ticket);
-    core->breaker.on_ignored(permit);
-    permit = {};
-    if (call_deadline.expired(clock::now())) {
+    core_->waiters.erase(ticket_);
+    core_->breaker.on_ignored(permit_);
+    permit_ = {};
+    if (call_deadline_.expired(clock::now())) {
         finish(policy_errc::deadline_exceeded);
     } else {
         reject(policy_errc::bulkhead_wait_timeout);
     }
 }
 
-void call_state::run_attempt(time_point now) {
-    current = phase::running;
-    retry.on_attempt();
-    attempt_started = now;
-    const unsigned attempt = retry.attempts();
-    if (core->listener) {
-        core->listener->on_attempt(attempt_event{config->target, attempt});
+void policy_run::run_attempt(time_point now) {
+    current_ = phase::running;
+    retry_->on_attempt();
+    attempt_started_ = now;
+    const unsigned attempt = retry_->attempts();
+    if (core_->listener) {
+        core_->listener->on_attempt(attempt_event{config_->target, attempt});
     }
-    const deadline attempt_deadline = call_deadline.nested(now, config->retry.per_try_timeout);
+    const deadline attempt_deadline = call_deadline_.nested(now, config_->retry.per_try_timeout);
     if (attempt_deadline.is_set()) {
-        arm_timer(attempt_deadline.when(), [](call_state& s) {
-            if (s.current != phase::running) {
+        arm_timer(attempt_deadline.when(), [](policy_run& s) {
+            if (s.current_ != phase::running) {
                 return;
             }
-            s.stop = s.call_deadline.expired(clock::now()) ? stop_reason::deadline
-                                                           : stop_reason::per_try_timeout;
-            s.attempt_signal.emit(asio::cancellation_type::terminal);
+            s.stop_ = s.call_deadline_.expired(clock::now()) ? stop_reason::deadline
+                                                             : stop_reason::per_try_timeout;
+            s.cancel_attempt();
         });
     }
-    const attempt_context ctx{attempt, call_deadline, attempt_deadline};
+    const attempt_context ctx{attempt, call_deadline_, attempt_deadline};
     try {
-        runner->start(ctx, attempt_signal.slot(), core->ex,
-                      attempt_completion(shared_from_this(), attempt));
+        start_attempt(ctx);
     } catch (...) {
-        on_attempt_complete(boost::system::errc::make_error_code(boost::system::errc::io_error),
-                            attempt);
+        attempt_complete(boost::system::errc::make_error_code(boost::system::errc::io_error),
+                         attempt);
     }
 }
 
-void call_state::on_attempt_complete(error_code ec, unsigned attempt) {
-    if (current != phase::running || attempt != retry.attempts()) {
+void policy_run::attempt_complete(error_code ec, unsigned attempt) {
+    if (current_ != phase::running || attempt != retry_->attempts()) {
         return;
     }
     disarm_timer();
-    attempt_signal.slot().clear();
+    attempt_ended();
     const time_point now = clock::now();
-    const duration latency = now - attempt_started;
+    const duration latency = now - attempt_started_;
     const bool timed_out =
-        ec && (stop == stop_reason::per_try_timeout || stop == stop_reason::deadline);
+        ec && (stop_ == stop_reason::per_try_timeout || stop_ == stop_reason::deadline);
     const error_code attempt_error = timed_out ? error_code(transport_errc::timeout) : ec;
 
     release_slot();
-    if (permit) {
-        if (stop == stop_reason::cancelled) {
-            core->breaker.on_ignored(permit);
+    if (permit_) {
+        if (stop_ == stop_reason::cancelled) {
+            core_->breaker.on_ignored(permit_);
         } else if (attempt_error && is_breaker_failure(attempt_error)) {
-            core->breaker.on_failure(permit, now, latency);
+            core_->breaker.on_failure(permit_, now, latency);
         } else {
-            core->breaker.on_success(permit, now, latency);
+            core_->breaker.on_success(permit_, now, latency);
         }
-        permit = {};
+        permit_ = {};
     }
     if (!ec) {
         finish({});
         return;
     }
-    last_attempt_error = attempt_error;
-    if (stop == stop_reason::cancelled) {
+    last_attempt_error_ = attempt_error;
+    if (stop_ == stop_reason::cancelled) {
         finish(asio::error::operation_aborted);
         return;
     }
-    if (stop == stop_reason::deadline) {
+    if (stop_ == stop_reason::deadline) {
         finish(policy_errc::deadline_exceeded);
         return;
     }
-    const retry_decision decision = retry.on_failure(attempt_error, now, &core->budget, core->rng);
+    const retry_decision decision =
+        retry_->on_failure(attempt_error, now, &core_->budget, core_->rng);
     if (!decision.retry) {
-        if (decision.error == policy_errc::retry_budget_exhausted && core->listener) {
-            core->listener->on_budget_exhausted(
-                budget_exhausted_event{config->target, attempt_error});
+        if (decision.error == policy_errc::retry_budget_exhausted && core_->listener) {
+            core_->listener->on_budget_exhausted(
+                budget_exhausted_event{config_->target, attempt_error});
         }
         finish(decision.error);
         return;
     }
-    if (core->listener) {
-        core->listener->on_retry(
-            retry_event{config->target, retry.attempts() + 1, attempt_error, decision.delay});
+    if (core_->listener) {
+        core_->listener->on_retry(
+            retry_event{config_->target, retry_->attempts() + 1, attempt_error, decision.delay});
     }
-    current = phase::backing_off;
-    arm_timer(now + decision.delay, [](call_state& s) { s.begin_attempt(); });
+    current_ = phase::backing_off;
+    arm_timer(now + decision.delay, [](policy_run& s) { s.begin_attempt(); });
 }
 
-void call_state::on_cancel() {
-    switch (current) {
+void policy_run::cancel() {
+    switch (current_) {
         case phase::starting:
         case phase::done:
             return;
         case phase::running:
-            stop = stop_reason::cancelled;
-            attempt_signal.emit(asio::cancellation_type::terminal);
+            stop_ = stop_reason::cancelled;
+            cancel_attempt();
             return;
         case phase::backing_off:
             finish(asio::error::operation_aborted);
             return;
         case phase::waiting:
-            stop = stop_reason::cancelled;
+            stop_ = stop_reason::cancelled;
             // When the ticket is no longer queued its admission is already posted, and
             // on_admitted ends the call.
-            if (core->bulk.cancel_wait(ticket)) {
-                core->waiters.erase(ticket);
-                core->breaker.on_ignored(permit);
-                permit = {};
+            if (core_->bulk.cancel_wait(ticket_)) {
+                core_->waiters.erase(ticket_);
+                core_->breaker.on_ignored(permit_);
+                permit_ = {};
                 finish(asio::error::operation_aborted);
             }
             return;
     }
 }
 
-void call_state::release_slot() {
-    if (!holds_slot) {
+void policy_run::release_slot() {
+    if (!holds_slot_) {
         return;
     }
-    holds_slot = false;
-    if (const auto next = core->bulk.release()) {
-        core->wake(*next);
+    holds_slot_ = false;
+    if (const auto next = core_->bulk.release()) {
+        core_->wake(*next);
     }
 }
 
-void call_state::reject(error_code reason) {
-    if (core->listener) {
-        core->listener->on_rejection(rejection_event{config->target, reason});
+void policy_run::reject(error_code reason) {
+    if (core_->listener) {
+        core_->listener->on_rejection(rejection_event{config_->target, reason});
     }
     finish(reason);
 }
 
-void call_state::finish(error_code ec) {
-    current = phase::done;
+void policy_run::finish(error_code ec) {
+    current_ = phase::done;
     disarm_timer();
-    if (outer_slot.is_connected()) {
-        outer_slot.clear();
+    if (ec && last_error_ != nullptr) {
+        *last_error_ = last_attempt_error_ ? last_attempt_error_ : ec;
     }
-    if (ec && opts.last_error != nullptr) {
-        *opts.last_error = last_attempt_error ? last_attempt_error : ec;
-    }
-    auto h = std::move(handler);
-    if (initiating) {
-        // Asio's rule: a handler never runs inside its initiating function.
-        asio::post(core->ex, asio::append(std::move(h), ec));
-    } else {
-        asio::dispatch(core->ex, asio::append(std::move(h), ec));
-    }
+    finished(ec, initiating_);
 }
 
+namespace {
+
+/// async_execute's run: a type-erased operation, its attempts cancelled through a signal, the
+/// outcome handed to the caller's handler.
+class erased_run final : public policy_run {
+  public:
+    erased_run(std::unique_ptr<attempt_runner> r, asio::any_completion_handler<void(error_code)> h,
+               asio::any_io_executor e)
+        : runner(std::move(r)), handler(std::move(h)), ex(std::move(e)) {}
+
+    ~erased_run() override {
+        if (outer_slot.is_connected()) {
+            outer_slot.clear();
+        }
+    }
+
+    void start(const std::shared_ptr<policy_core>& core, const call_options& opts) {
+        outer_slot = asio::get_associated_cancellation_slot(handler);
+        if (outer_slot.is_connected()) {
+            outer_slot.assign([self = this](asio::cancellation_type) { self->cancel(); });
+        }
+        run(core, opts);
+    }
+
+  private:
+    void start_attempt(const attempt_context& ctx) override {
+        runner->start(ctx, attempt_signal.slot(), ex,
+                      attempt_completion(shared_from_this(), ctx.attempt));
+    }
+    void cancel_attempt() override { attempt_signal.emit(asio::cancellation_type::terminal); }
+    void attempt_ended() override { attempt_signal.slot().clear(); }
+    void finished(error_code ec, bool inside_run) override {
+        if (outer_slot.is_connected()) {
+            outer_slot.clear();
+        }
+        auto h = std::move(handler);
+        if (inside_run) {
+            // Asio's rule: a handler never runs inside its initiating function.
+            asio::post(ex, asio::append(std::move(h), ec));
+        } else {
+            asio::dispatch(ex, asio::append(std::move(h), ec));
+        }
+    }
+
+    std::unique_ptr<attempt_runner> runner;
+    asio::any_completion_handler<void(error_code)> handler;
+    asio::any_io_executor ex;
+    asio::cancellation_slot outer_slot;
+    asio::cancellation_signal attempt_signal;
+};
+
+}  // namespace
+
 void attempt_completion::operator()(error_code ec) {
-    state_->on_attempt_complete(ec, attempt_);
+    run_->attempt_complete(ec, attempt_);
 }
 
 void execute(const std::shared_ptr<policy_core>& core, const call_options& opts,
              std::unique_ptr<attempt_runner> runner,
              asio::any_completion_handler<void(error_code)> handler) {
-    const time_point now = clock::now();
-    auto state =
-        std::make_shared<call_state>(core, opts, std::move(runner), std::move(handler), now);
-    state->start(now);
+    auto state = std::make_shared<erased_run>(std::move(runner), std::move(handler), core->ex);
+    state->start(core, opts);
 }
 
 }  // namespace detail

@@ -34,6 +34,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -90,7 +91,6 @@ struct attempt_context {
 
 namespace detail {
 struct policy_core;
-struct call_state;
 }  // namespace detail
 
 /// A resilience policy bound to an executor. Shared state (breaker, bulkhead, retry budget) lives
@@ -132,15 +132,95 @@ class policy {
 
 namespace detail {
 
-/// Completion of one attempt, handed (wrapped) to the user's operation.
+/// One call under a policy: the state machine behind async_execute (deadline, attempts,
+/// breaker, bulkhead, backoff), with starting an attempt and delivering the outcome left to a
+/// derived class. async_execute derives from it to run a type-erased Asio operation; a caller
+/// with per-call state of its own (the mesh's calls) derives from it directly and so runs a
+/// call with no further allocation or type-erased handler.
+///
+/// Owned by a std::shared_ptr (make_shared the derived class): backoff and bulkhead waits hold
+/// it. Not thread-safe: everything on the policy's executor.
+class policy_run : public std::enable_shared_from_this<policy_run> {
+  public:
+    policy_run() = default;
+    policy_run(const policy_run&) = delete;
+    policy_run& operator=(const policy_run&) = delete;
+    virtual ~policy_run();
+
+    /// Runs the call under `p`, once: the first attempt starts, or the call ends at once (an
+    /// expired deadline, a rejection) with finished(ec, true). `opts.last_error` must outlive
+    /// the call.
+    void run(const policy& p, const call_options& opts);
+    void run(const std::shared_ptr<policy_core>& core, const call_options& opts);
+    /// Stops the call (the caller's cancellation): an attempt in flight is cancelled through
+    /// cancel_attempt() and the call ends with operation_aborted when it reports back; a backoff
+    /// or a wait for the bulkhead ends at once. Nothing before run() or after the end.
+    void cancel();
+    /// Reports the end of attempt `attempt` (the attempt_context::attempt it was started
+    /// with): success when `ec` is clear. Call it from a completion, never from inside
+    /// start_attempt().
+    void attempt_complete(error_code ec, unsigned attempt);
+
+    /// The call's deadline (set by run()).
+    const deadline& call_deadline() const noexcept { return call_deadline_; }
+
+  protected:
+    /// Starts attempt `ctx.attempt`. It must end with exactly one attempt_complete(), also
+    /// when cancelled.
+    virtual void start_attempt(const attempt_context& ctx) = 0;
+    /// Cancels the attempt in flight (per-try timeout, deadline, cancel()).
+    virtual void cancel_attempt() = 0;
+    /// The attempt in flight has reported back (before the decision on what follows).
+    virtual void attempt_ended() {}
+    /// The outcome, exactly once. `inside_run`: called from within run(), where Asio's rule
+    /// says a completion handler must not run yet.
+    virtual void finished(error_code ec, bool inside_run) = 0;
+
+  private:
+    enum class phase : std::uint8_t { starting, waiting, running, backing_off, done };
+    enum class stop_reason : std::uint8_t { none, per_try_timeout, deadline, cancelled };
+
+    void begin_attempt();
+    void run_attempt(time_point now);
+    void on_admitted();
+    void on_wait_timer();
+    void reject(error_code reason);
+    void finish(error_code ec);
+    void release_slot();
+    bool is_breaker_failure(const error_code& ec) const;
+    template <typename Fn>
+    void arm_timer(time_point at, Fn fn);
+    void disarm_timer();
+
+    friend struct policy_core;
+
+    std::shared_ptr<policy_core> core_;
+    std::shared_ptr<const policy_config> config_;
+    error_code* last_error_ = nullptr;
+    deadline call_deadline_;
+    std::optional<retry_state> retry_;
+    /// Made when first armed: a call with no deadline, per-try timeout or backoff needs none.
+    std::optional<boost::asio::steady_timer> timer_;
+    std::uint64_t timer_generation_ = 0;
+    phase current_ = phase::starting;
+    stop_reason stop_ = stop_reason::none;
+    bool initiating_ = false;
+    bool holds_slot_ = false;
+    breaker_permit permit_;
+    std::uint64_t ticket_ = 0;
+    time_point attempt_started_{};
+    error_code last_attempt_error_;
+};
+
+/// Completion of one attempt of async_execute's type-erased operation.
 class attempt_completion {
   public:
-    attempt_completion(std::shared_ptr<call_state> state, unsigned attempt) noexcept
-        : state_(std::move(state)), attempt_(attempt) {}
+    attempt_completion(std::shared_ptr<policy_run> run, unsigned attempt) noexcept
+        : run_(std::move(run)), attempt_(attempt) {}
     void operator()(error_code ec);
 
   private:
-    std::shared_ptr<call_state> state_;
+    std::shared_ptr<policy_run> run_;
     unsigned attempt_;
 };
 
