@@ -13,11 +13,10 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
-#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <algorithm>
@@ -203,7 +202,8 @@ bool is_token(std::string_view s) noexcept {
     return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
 }
 bool has_cr_or_lf(std::string_view s) noexcept {
-    return s.find_first_of("\r\n") != std::string_view::npos;
+    // A plain loop: find_first_of calls memchr once per character here.
+    return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n'; });
 }
 bool is_ctl(char c) noexcept {
     const auto u = static_cast<unsigned char>(c);
@@ -317,6 +317,45 @@ void build_head(std::string& out, const http_request& req, std::string_view host
     out += "\r\n";
 }
 
+/// Parses a response straight into an http_response: header fields go to its vector and the
+/// body to its string as they arrive, with no intermediate http::fields (which allocates a node
+/// per field) to copy out of afterwards.
+class response_reader final : public http::basic_parser<false> {
+  public:
+    http_response response;
+
+  private:
+    void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                         error_code&) override {}
+    void on_response_impl(int code, beast::string_view, int, error_code&) override {
+        response.status = static_cast<unsigned>(code);
+        response.headers.reserve(8);  // one allocation for a typical head
+    }
+    void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                       error_code&) override {
+        response.headers.emplace_back(std::piecewise_construct,
+                                      std::forward_as_tuple(name.data(), name.size()),
+                                      std::forward_as_tuple(value.data(), value.size()));
+    }
+    void on_header_impl(error_code&) override {}
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+        // basic_parser has already refused a length above body_limit.
+        if (length) {
+            response.body.reserve(static_cast<std::size_t>(*length));
+        }
+    }
+    std::size_t on_body_impl(beast::string_view part, error_code&) override {
+        response.body.append(part.data(), part.size());
+        return part.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view part, error_code&) override {
+        response.body.append(part.data(), part.size());
+        return part.size();
+    }
+    void on_finish_impl(error_code&) override {}
+};
+
 /// The peer closed or reset the connection (rather than sending something wrong).
 bool is_closed_connection(const error_code& ec) noexcept {
     return ec == http::error::end_of_stream || ec == http::error::partial_message ||
@@ -379,24 +418,22 @@ struct http_pool::state {
 /// the outcome is operation_aborted.
 struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
     exchange(std::shared_ptr<http_pool> pool, endpoint_map::iterator ep, bool idempotent,
-             diagnostics& diag, handler_type&& handler)
-        : pool(std::move(pool)),
-          ep(ep),
-          idempotent(idempotent),
-          diag(diag),
-          handler(std::move(handler)) {}
+             diagnostics& diag)
+        : pool(std::move(pool)), ep(ep), idempotent(idempotent), diag(diag) {}
 
     std::shared_ptr<http_pool> pool;
     endpoint_map::iterator ep;  // stable: the entry stays while ep->second.active > 0
     bool idempotent;
     diagnostics& diag;
-    handler_type handler;  // only ever move-constructed (Boost 1.81's move assignment recurses)
+    /// Where the outcome goes: the handler of async_send, or the sink of send().
+    std::optional<handler_type> handler;  // emplaced: Boost 1.81's move assignment recurses
+    std::shared_ptr<exchange_sink> sink;
     asio::cancellation_slot slot;
     std::string head;  // the serialized request head
     std::string body;
     bool head_request = false;  // HEAD: the answer has no body
     std::unique_ptr<connection> conn;
-    std::optional<http::response_parser<http::string_body>> parser;
+    std::optional<response_reader> parser;
     std::optional<tcp::resolver> resolver;
     std::vector<tcp::endpoint> addresses;
     std::size_t next_address = 0;
@@ -405,6 +442,7 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
     /// The request already went out once on a pooled connection found dead.
     bool retried = false;
     bool cancelled = false;
+    steady::time_point started;
 
     const std::string& host() const noexcept { return ep->first.host; }
     std::uint16_t port() const noexcept { return ep->first.port; }
@@ -418,7 +456,9 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
     }
 
     void start(steady::time_point now) {
-        slot = asio::get_associated_cancellation_slot(handler);
+        if (handler) {
+            slot = asio::get_associated_cancellation_slot(*handler);
+        }
         if (slot.is_connected()) {
             // Weak: an exchange destroyed unfinished (its io_context gone) leaves the slot
             // holding this handler.
@@ -627,8 +667,7 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
             return io_failed(ec, parser->got_some() || conn->buffer.size() != 0,
                              "before the response was complete");
         }
-        auto& msg = parser->get();
-        const unsigned status = msg.result_int();
+        const unsigned status = parser->response.status;
         if (status == 101) {
             return fail(transport_errc::protocol_error,
                         where() + " switched protocols (101) without being asked to");
@@ -639,15 +678,8 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
         }
         // Bytes beyond the response would be taken for the start of the next one.
         const bool keep_alive = parser->keep_alive() && conn->buffer.size() == 0;
-        http_response out;
-        out.status = status;
-        out.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
-        for (const auto& f : msg) {
-            out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-        }
-        out.body = std::move(msg.body());
         release(keep_alive);
-        finish({}, std::move(out));
+        finish({}, std::move(parser->response));
     }
 
     /// A write or read failed; `got_bytes`: some of a response had come back.
@@ -727,8 +759,13 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
         --ep->second.active;
         st.forget_if_unused(ep);
         // Always from a completion of this exchange's own operations, never from async_send.
-        auto hex = asio::get_associated_executor(handler, pool->ex_);
-        asio::dispatch(hex, [h = std::move(handler), ec, r = std::move(response)]() mutable {
+        if (sink) {
+            auto s = std::move(sink);
+            s->on_exchange_done(ec, response);
+            return;
+        }
+        auto hex = asio::get_associated_executor(*handler, pool->ex_);
+        asio::dispatch(hex, [h = std::move(*handler), ec, r = std::move(response)]() mutable {
             std::move(h)(ec, std::move(r));
         });
     }
@@ -741,23 +778,21 @@ http_pool::~http_pool() {
     shutdown();
 }
 
-void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
-                           bool idempotent, diagnostics& diag, handler_type handler) {
+std::shared_ptr<http_pool::exchange> http_pool::begin(std::string& host, std::uint16_t port,
+                                                      bool tls, const http_request& req,
+                                                      bool idempotent, diagnostics& diag,
+                                                      error_code& early) {
     auto& st = *st_;
     const std::string_view bare = bare_host(host);
-    auto early = [&](error_code ec) {
-        auto hex = asio::get_associated_executor(handler, ex_);
-        asio::post(ex_, asio::bind_executor(hex, [h = std::move(handler), ec]() mutable {
-                       std::move(h)(ec, http_response{});
-                   }));
-    };
     if (st.shut_down) {
         diag.set_client_message("the HTTP pool is shut down; nothing sent to " +
                                 authority(bare, port, false));
-        return early(asio::error::operation_aborted);
+        early = asio::error::operation_aborted;
+        return nullptr;
     }
     if (auto ec = validate(bare, req, diag)) {
-        return early(ec);
+        early = ec;
+        return nullptr;
     }
     if (tls && !st.tls) {
         st.tls = lakemesh::detail::make_tls_client_context(cfg_.tls, st.tls_error);
@@ -765,7 +800,8 @@ void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const
     if (tls && !st.tls_error.empty()) {
         diag.set_client_message("TLS to https://" + authority(bare, port, false) +
                                 " cannot be set up: " + st.tls_error + "; nothing was sent");
-        return early(transport_errc::tls_handshake_failed);
+        early = transport_errc::tls_handshake_failed;
+        return nullptr;
     }
 
     const auto now = steady::now();
@@ -780,12 +816,48 @@ void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const
         ep = st.endpoints.emplace(endpoint_key{std::move(host), port, tls}, endpoint_pool{}).first;
     }
     ++ep->second.active;
-    auto op =
-        std::make_shared<exchange>(shared_from_this(), ep, idempotent, diag, std::move(handler));
+    auto op = std::make_shared<exchange>(shared_from_this(), ep, idempotent, diag);
     build_head(op->head, req, ep->first.host, port, cfg_.max_idle_per_endpoint == 0);
     op->body = req.body;
     op->head_request = req.method == "HEAD";
-    op->start(now);
+    op->started = now;
+    return op;
+}
+
+void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
+                           bool idempotent, diagnostics& diag, handler_type handler) {
+    error_code early;
+    auto op = begin(host, port, tls, req, idempotent, diag, early);
+    if (!op) {
+        auto hex = asio::get_associated_executor(handler, ex_);
+        asio::post(ex_, asio::bind_executor(hex, [h = std::move(handler), early]() mutable {
+                       std::move(h)(early, http_response{});
+                   }));
+        return;
+    }
+    op->handler.emplace(std::move(handler));
+    op->start(op->started);
+}
+
+http_pool::exchange* http_pool::send(std::string host, std::uint16_t port, bool tls,
+                                     const http_request& req, bool idempotent, diagnostics& diag,
+                                     std::shared_ptr<exchange_sink> sink) {
+    error_code early;
+    auto op = begin(host, port, tls, req, idempotent, diag, early);
+    if (!op) {
+        asio::post(ex_, [s = std::move(sink), early] {
+            http_response none;
+            s->on_exchange_done(early, none);
+        });
+        return nullptr;
+    }
+    op->sink = std::move(sink);
+    op->start(op->started);
+    return op.get();
+}
+
+void http_pool::cancel(exchange& x) {
+    x.cancel();
 }
 
 void http_pool::shutdown() {

@@ -40,6 +40,16 @@ struct http_pool_config {
     consul::tls_config tls{};
 };
 
+/// Where the sink form of http_pool::send delivers the outcome of an exchange.
+class exchange_sink {
+  public:
+    /// The exchange ended: as async_send's handler, with `response` to move from.
+    virtual void on_exchange_done(error_code ec, http_response& response) = 0;
+
+  protected:
+    ~exchange_sink() = default;
+};
+
 /// Keep-alive HTTP/1.1 connections to service instances, pooled per host:port (plain and TLS
 /// apart).
 ///
@@ -92,6 +102,18 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
     void async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
                     bool idempotent, diagnostics& diag, handler_type handler);
 
+    struct exchange;
+
+    /// async_send for a caller with per-call state of its own: no handler to allocate, the
+    /// outcome goes to `sink->on_exchange_done` (always from a completion, never from inside
+    /// send), and `sink` is held until then. Returns the exchange, for cancel(), or null when it
+    /// ended before it began (the outcome is then posted to the sink). The pointer stays valid
+    /// until on_exchange_done runs.
+    exchange* send(std::string host, std::uint16_t port, bool tls, const http_request& req,
+                   bool idempotent, diagnostics& diag, std::shared_ptr<exchange_sink> sink);
+    /// Cancels an exchange of send() that has not reported yet, as async_send's cancellation.
+    static void cancel(exchange& x);
+
     /// Closes the idle connections; later sends fail with operation_aborted. Exchanges in
     /// flight finish or fail, and then close their connections.
     void shutdown();
@@ -106,7 +128,11 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
 
   private:
     struct state;
-    struct exchange;
+
+    /// Checks and prepares a send; null (and `early` set) when it ends at once.
+    std::shared_ptr<exchange> begin(std::string& host, std::uint16_t port, bool tls,
+                                    const http_request& req, bool idempotent, diagnostics& diag,
+                                    error_code& early);
 
     boost::asio::any_io_executor ex_;
     http_pool_config cfg_;
