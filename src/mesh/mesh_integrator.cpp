@@ -20,7 +20,6 @@
 #include <ctime>
 #include <deque>
 #include <iomanip>
-#include <list>
 #include <random>
 #include <sstream>
 #include <unordered_map>
@@ -97,12 +96,27 @@ bool valid_traceparent(std::string_view tp) {
     return trace != std::string(32, '0') && parent != std::string(16, '0');
 }
 
-void append_hex(std::string& out, std::uint64_t v, int digits) {
+/// Writes `v` as 16 lower-case hex digits at `out`.
+void write_hex(char* out, std::uint64_t v) noexcept {
     static constexpr char hex[] = "0123456789abcdef";
-    for (int i = digits - 1; i >= 0; --i) {
-        out += hex[(v >> (4 * i)) & 0xf];
+    for (int i = 15; i >= 0; --i) {
+        out[i] = hex[v & 0xf];
+        v >>= 4;
     }
 }
+
+/// Trace and span IDs: SplitMix64 (random-looking, not secret, as W3C Trace Context asks),
+/// seeded from std::random_device. Far cheaper per ID than std::mt19937_64's block refills.
+struct id_source {
+    std::uint64_t state =
+        (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    std::uint64_t next() noexcept {
+        std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+};
 
 error_code map_policy_error(const error_code& ec, const error_code& last) {
     if (ec.category() != policy_category()) {
@@ -293,38 +307,126 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
     };
 
-    /// One call in flight.
-    struct call_state {
+    struct hedge_state;
+
+    /// One call in flight: the policy's run of it and the sink of its exchanges, in one object,
+    /// so that a call costs one allocation of its own.
+    struct call_state final : resilience::detail::policy_run, mesh::detail::exchange_sink {
         // Constructed with its handler: any_completion_handler's move-assignment recurses in
         // Boost 1.81, so it is only ever move-constructed.
-        explicit call_state(asio::any_completion_handler<void(error_code, call_result)> h)
-            : handler(std::move(h)) {}
+        call_state(impl& owner, asio::any_completion_handler<void(error_code, call_result)> h)
+            : mesh(owner.weak_from_this()), fallback(owner.ex), handler(std::move(h)) {}
 
+        std::weak_ptr<impl> mesh;
+        asio::any_io_executor fallback;  ///< completes the call when the mesh is gone
         std::string service;
         mesh::http_request request;
         call_options options;
         clock::time_point started = clock::now();
         mesh::detail::service_metrics* m = nullptr;  ///< null until the service is known
+        service_state* st = nullptr;  ///< whose policy runs the call; valid while the mesh lives
         bool idempotent = true;
         call_result result;
         error_code last_error;
         std::uint64_t last_endpoint = 0;
         bool tried = false;
-        bool tls = false;                  ///< the attempt in flight goes over TLS
-        asio::cancellation_signal cancel;  // user's cancellation and the stop's
-        bool cancelled = false;            // set before `cancel` is emitted
+        bool tls = false;        ///< the attempt in flight goes over TLS
+        bool cancelled = false;  ///< by the caller, the stop or the destructor
         // The attempt in flight ends at its per-try timeout before the call's deadline: when it
         // is aborted, the instance was too slow (rather than the caller out of time).
         bool per_try_bound = false;
         diagnostics attempt_diag;
         asio::any_completion_handler<void(error_code, call_result)> handler;
-        std::list<std::shared_ptr<call_state>>::iterator pos;
+        // In the mesh's list of calls in flight (which holds no reference).
+        call_state* prev_in_flight = nullptr;
+        call_state* next_in_flight = nullptr;
         bool listed = false;
         // Partition calls: the key, whether the last attempt found no owner, 421s received.
         bool partition_call = false;
         std::string key;
         bool no_owner = false;
         unsigned misdirected = 0;
+        // The attempt in flight: its number, endpoint, start, and the exchange (or hedge)
+        // sending it.
+        unsigned attempt_no = 0;
+        std::optional<resilience::endpoint_handle> pick;
+        clock::time_point attempt_started{};
+        mesh::detail::http_pool::exchange* sending = nullptr;
+        std::shared_ptr<hedge_state> hedge;
+
+        ~call_state() override {
+            // Dropped unfinished (its io_context destroyed first): out of the list.
+            if (listed) {
+                if (auto self = mesh.lock()) {
+                    self->in_flight.remove(*this);
+                }
+            }
+        }
+
+        std::shared_ptr<call_state> shared() {
+            return std::static_pointer_cast<call_state>(shared_from_this());
+        }
+
+        /// The caller's cancellation, the stop's, the destructor's.
+        void cancel_call() {
+            cancelled = true;
+            cancel();
+        }
+
+        void start_attempt(const resilience::attempt_context& ctx) override {
+            if (auto self = mesh.lock()) {
+                self->attempt(*this, ctx);
+                return;
+            }
+            asio::post(fallback, [c = shared(), n = ctx.attempt] {
+                c->attempt_complete(make_error_code(asio::error::operation_aborted), n);
+            });
+        }
+
+        void cancel_attempt() override {
+            if (hedge) {
+                hedge->cancel();
+            } else if (sending != nullptr) {
+                mesh::detail::http_pool::cancel(*sending);
+            }
+        }
+
+        void on_exchange_done(error_code ec, mesh::http_response& resp) override {
+            sending = nullptr;
+            if (auto self = mesh.lock()) {
+                self->attempt_done(*st, *this, pick, result.endpoint, attempt_started, false, ec,
+                                   resp);
+                if (!ec || resp.status != 0) {
+                    result.response = std::move(resp);
+                }
+            }
+            attempt_complete(ec, attempt_no);
+        }
+
+        void finished(error_code ec, bool inside_run) override {
+            sending = nullptr;
+            hedge.reset();
+            auto c = shared();
+            if (auto self = mesh.lock()) {
+                auto mapped = map_policy_error(ec, last_error);
+                if (mapped == make_error_code(partition_errc::not_owner)) {
+                    mapped = no_owner ? make_error_code(call_errc::no_instances)
+                                      : make_error_code(call_errc::not_owner);
+                }
+                // A cancel (the caller's, the stop, the destructor) can end the call inside
+                // cancel(): post then, never run the handler in there; likewise inside run().
+                self->complete_call(c, mapped, !cancelled && !inside_run);
+                return;
+            }
+            // The mesh was destroyed: the call still completes, as aborted.
+            auto h = std::move(handler);
+            auto hex = asio::get_associated_executor(h, fallback);
+            asio::post(
+                fallback,
+                asio::bind_executor(hex, [h = std::move(h), r = std::move(result)]() mutable {
+                    std::move(h)(make_error_code(asio::error::operation_aborted), std::move(r));
+                }));
+        }
     };
 
     asio::any_io_executor ex;
@@ -339,8 +441,50 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     std::unique_ptr<service_state> partition_calls;
     std::shared_ptr<mesh::detail::http_pool> pool;
     std::unordered_map<std::string, std::unique_ptr<service_state>> services;
-    std::list<std::shared_ptr<call_state>> in_flight;
-    std::mt19937_64 ids{std::random_device{}()};
+    /// The calls in flight, newest first, linked through the calls themselves (no allocation
+    /// per call); each is kept alive by what it waits for, not by this list.
+    struct call_list {
+        call_state* head = nullptr;
+        std::size_t count = 0;
+
+        std::size_t size() const noexcept { return count; }
+        bool empty() const noexcept { return count == 0; }
+        void add(call_state& c) noexcept {
+            c.next_in_flight = head;
+            c.prev_in_flight = nullptr;
+            if (head != nullptr) {
+                head->prev_in_flight = &c;
+            }
+            head = &c;
+            c.listed = true;
+            ++count;
+        }
+        void remove(call_state& c) noexcept {
+            if (!c.listed) {
+                return;
+            }
+            (c.prev_in_flight != nullptr ? c.prev_in_flight->next_in_flight : head) =
+                c.next_in_flight;
+            if (c.next_in_flight != nullptr) {
+                c.next_in_flight->prev_in_flight = c.prev_in_flight;
+            }
+            c.prev_in_flight = c.next_in_flight = nullptr;
+            c.listed = false;
+            --count;
+        }
+        /// References to every call, to cancel them (cancelling one unlinks it).
+        std::vector<std::shared_ptr<call_state>> snapshot() const {
+            std::vector<std::shared_ptr<call_state>> out;
+            out.reserve(count);
+            for (auto* c = head; c != nullptr; c = c->next_in_flight) {
+                if (auto p = c->weak_from_this().lock()) {
+                    out.push_back(std::static_pointer_cast<call_state>(std::move(p)));
+                }
+            }
+            return out;
+        }
+    } in_flight;
+    id_source ids;
     std::uint64_t seed_counter = std::random_device{}();
 
     enum class phase { idle, started, stopping, stopped } state = phase::idle;
@@ -943,10 +1087,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             if (!ec) {
                 self->log.warn("mesh: " + std::to_string(self->in_flight.size()) +
                                " calls still in flight after the stop timeout; cancelling");
-                for (auto& c : std::vector<std::shared_ptr<call_state>>(self->in_flight.begin(),
-                                                                        self->in_flight.end())) {
-                    c->cancelled = true;
-                    c->cancel.emit(asio::cancellation_type::terminal);
+                for (auto& c : self->in_flight.snapshot()) {
+                    c->cancel_call();
                 }
             }
         });
@@ -984,10 +1126,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     /// the handler may run at once rather than after another pass of the scheduler.
     void complete_call(const std::shared_ptr<call_state>& c, error_code ec,
                        bool from_completion = false) {
-        if (c->listed) {
-            in_flight.erase(c->pos);
-            c->listed = false;
-        }
+        in_flight.remove(*c);
         ++counters.calls;
         if (c->m) {
             c->m->record_call(ec, clock::now() - c->started);
@@ -1036,6 +1175,13 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
         auto h = std::move(c->handler);
         auto hex = asio::get_associated_executor(h, ex);
+        if (from_completion && hex == asio::any_completion_executor(ex)) {
+            // Already on the handler's executor, in a completion: what dispatch would do, without
+            // wrapping the handler and moving the result twice more.
+            call_finished();
+            std::move(h)(ec, std::move(c->result));
+            return;
+        }
         auto done =
             asio::bind_executor(hex, [h = std::move(h), ec, r = std::move(c->result)]() mutable {
                 std::move(h)(ec, std::move(r));
@@ -1049,34 +1195,36 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     }
 
     std::string make_traceparent(const call_context& parent, const mesh::http_request& req) {
-        std::string tp;
-        tp.reserve(55);
-        tp += "00-";
         std::string_view incoming = parent.traceparent;
         if (incoming.empty()) {
             if (auto own = req.header(headers::traceparent); valid_traceparent(own)) {
                 incoming = own;
             }
         }
+        // "00-" trace-id (32) "-" parent-id (16) "-" flags (2): 55 characters, written in place.
+        std::string tp(55, '-');
+        tp[0] = '0';
+        tp[1] = '0';
         if (!incoming.empty()) {
-            tp += incoming.substr(3, 32);
+            incoming.copy(tp.data() + 3, 32, 3);
+            incoming.copy(tp.data() + 53, 2, 53);
         } else {
             std::uint64_t hi = 0;
             std::uint64_t lo = 0;
             while (hi == 0 && lo == 0) {
-                hi = ids();
-                lo = ids();
+                hi = ids.next();
+                lo = ids.next();
             }
-            append_hex(tp, hi, 16);
-            append_hex(tp, lo, 16);
+            write_hex(tp.data() + 3, hi);
+            write_hex(tp.data() + 19, lo);
+            tp[53] = '0';
+            tp[54] = '1';
         }
-        tp += '-';
         std::uint64_t span = 0;
         while (span == 0) {
-            span = ids();
+            span = ids.next();
         }
-        append_hex(tp, span, 16);
-        tp += incoming.empty() ? "-01" : std::string("-").append(incoming.substr(53, 2));
+        write_hex(tp.data() + 36, span);
         return tp;
     }
 
@@ -1146,9 +1294,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             c->request.header(headers::tracestate).empty()) {
             c->request.set_header(std::string(headers::tracestate), c->options.parent.tracestate);
         }
-        in_flight.push_back(c);
-        c->pos = std::prev(in_flight.end());
-        c->listed = true;
+        in_flight.add(*c);
         if (cfg.spans) {
             auto e = span_of(*c, observe::span_kind::call);
             e.start = wall_time_of(c->started);
@@ -1157,10 +1303,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         // The user's cancellation reaches the call through our own signal, which the stop uses too.
         auto slot = asio::get_associated_cancellation_slot(c->handler);
         if (slot.is_connected()) {
-            slot.assign([w = std::weak_ptr<call_state>(c)](asio::cancellation_type t) {
+            slot.assign([w = std::weak_ptr<call_state>(c)](asio::cancellation_type) {
                 if (auto cs = w.lock()) {
-                    cs->cancelled = true;
-                    cs->cancel.emit(t);
+                    cs->cancel_call();
                 }
             });
         }
@@ -1168,7 +1313,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
 
     void call(std::string service, mesh::http_request req, call_options opts,
               asio::any_completion_handler<void(error_code, call_result)> h) {
-        auto c = std::make_shared<call_state>(std::move(h));
+        auto c = std::make_shared<call_state>(*this, std::move(h));
         c->service = std::move(service);
         c->request = std::move(req);
         c->options = std::move(opts);
@@ -1176,13 +1321,15 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             complete_call(c, call_errc::mesh_stopped);
             return;
         }
-        if (!valid_name(c->service)) {
+        // A service called before had its name checked then.
+        const auto known = services.find(c->service);
+        if (known == services.end() && !valid_name(c->service)) {
             c->attempt_diag.set_client_message("service name '" + c->service + "' is invalid");
             complete_call(c, validation_errc::invalid_name);
             return;
         }
         prepare(c);
-        auto& st = state_for(c->service);
+        auto& st = known != services.end() ? *known->second : state_for(c->service);
         c->m = st.m.get();
         refresh_balancer(st);
         if (st.snapshot) {
@@ -1213,142 +1360,96 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
         po.idempotent = c->idempotent;
         po.last_error = &c->last_error;
-        auto op = [w = weak_from_this(), c, name = st.name](const resilience::attempt_context& actx,
-                                                            auto token) {
-            return asio::async_initiate<decltype(token), void(error_code)>(
-                [&w, &c, &name, &actx](auto handler) {
-                    auto self = w.lock();
-                    asio::any_completion_handler<void(error_code)> h(std::move(handler));
-                    if (!self) {
-                        std::move(h)(make_error_code(asio::error::operation_aborted));
-                        return;
-                    }
-                    self->attempt(name, c, actx, std::move(h));
-                },
-                token);
-        };
-        resilience::async_execute(
-            st.policy, po, std::move(op),
-            asio::bind_cancellation_slot(c->cancel.slot(), [w = weak_from_this(), c,
-                                                            fallback = ex](error_code ec) {
-                if (auto self = w.lock()) {
-                    auto mapped = map_policy_error(ec, c->last_error);
-                    if (mapped == make_error_code(partition_errc::not_owner)) {
-                        mapped = c->no_owner ? make_error_code(call_errc::no_instances)
-                                             : make_error_code(call_errc::not_owner);
-                    }
-                    // A cancel (the user's emit(), the stop, the destructor) can end the call
-                    // synchronously inside emit(): post then, never run the handler in there.
-                    self->complete_call(c, mapped, !c->cancelled);
-                    return;
-                }
-                // The mesh was destroyed: the call still completes, as aborted.
-                auto h = std::move(c->handler);
-                auto hex = asio::get_associated_executor(h, fallback);
-                asio::post(fallback, asio::bind_executor(hex, [h = std::move(h),
-                                                               r = std::move(c->result)]() mutable {
-                               std::move(h)(make_error_code(asio::error::operation_aborted),
-                                            std::move(r));
-                           }));
-            }));
+        c->st = &st;
+        c->run(st.policy, po);
     }
 
-    void fail_attempt(asio::any_completion_handler<void(error_code)> handler, error_code ec) {
-        asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+    /// Ends attempt `n` of `c` with `ec` before anything was sent (from a completion).
+    void fail_attempt(call_state& c, unsigned n, error_code ec) {
+        asio::post(ex, [c = c.shared(), n, ec] { c->attempt_complete(ec, n); });
     }
 
-    void attempt(const std::string& name, const std::shared_ptr<call_state>& c,
-                 const resilience::attempt_context& actx,
-                 asio::any_completion_handler<void(error_code)> handler) {
+    void attempt(call_state& c, const resilience::attempt_context& actx) {
         const auto now = clock::now();
         std::string host;
         std::uint16_t port = 0;
-        std::optional<resilience::endpoint_handle> pick;
-        if (c->partition_call) {
+        c.attempt_no = actx.attempt;
+        c.pick.reset();
+        if (c.partition_call) {
             auto* table = routing_table();
-            auto v = table->route(c->key);
+            auto v = table->route(c.key);
             if (!v.has_owner()) {
                 // Between owners (a failover or a move): nothing was sent; look again soon.
-                c->no_owner = true;
+                c.no_owner = true;
                 table->refresh();
-                fail_attempt(std::move(handler), partition_errc::not_owner);
+                fail_attempt(c, actx.attempt, partition_errc::not_owner);
                 return;
             }
-            c->no_owner = false;
+            c.no_owner = false;
             host = v->address;
             port = v->port;
-            c->tls = cfg.partition_calls.tls.value_or(false);
-            c->request.set_header(std::string(headers::fencing_token), std::to_string(v->token));
-            c->request.set_header(std::string(headers::partition), std::to_string(v.partition()));
+            c.tls = cfg.partition_calls.tls.value_or(false);
+            c.request.set_header(std::string(headers::fencing_token), std::to_string(v->token));
+            c.request.set_header(std::string(headers::partition), std::to_string(v.partition()));
         } else {
-            auto& st = state_for(name);
+            auto& st = *c.st;
             refresh_balancer(st);
             auto& lb = st.balancer;
-            pick = lb.pick(now);
+            auto pick = lb.pick(now);
             // A retry goes elsewhere when there is anywhere else to go.
-            for (int i = 0; pick && c->tried && pick->key == c->last_endpoint && i < 8 &&
+            for (int i = 0; pick && c.tried && pick->key == c.last_endpoint && i < 8 &&
                             lb.eligible().size() > 1;
                  ++i) {
                 pick = lb.pick(now);
             }
             if (!pick) {
-                fail_attempt(std::move(handler), lb.endpoints().empty()
-                                                     ? call_errc::no_instances
-                                                     : call_errc::all_endpoints_ejected);
+                fail_attempt(c, actx.attempt,
+                             lb.endpoints().empty() ? call_errc::no_instances
+                                                    : call_errc::all_endpoints_ejected);
                 return;
             }
             const auto& ep = lb.at(*pick);
             host = ep.address;
             port = ep.port;
-            c->tls = st.tls_for(ep.id);
-            c->last_endpoint = pick->key;
+            c.tls = st.tls_for(ep.id);
+            c.last_endpoint = pick->key;
+            c.pick = pick;
             lb.on_start(*pick);
         }
-        c->tried = true;
-        c->per_try_bound = actx.attempt_deadline.is_set() &&
-                           actx.attempt_deadline.when() < actx.call_deadline.when();
-        c->result.endpoint = host + ":" + std::to_string(port);
-        ++c->result.attempts;
+        c.tried = true;
+        c.per_try_bound = actx.attempt_deadline.is_set() &&
+                          actx.attempt_deadline.when() < actx.call_deadline.when();
+        c.result.endpoint = host + ":" + std::to_string(port);
+        ++c.result.attempts;
         ++counters.attempts;
         if (actx.call_deadline.is_set()) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                 actx.call_deadline.remaining(now));
-            c->request.set_header(std::string(headers::deadline_ms), std::to_string(left.count()));
+            c.request.set_header(std::string(headers::deadline_ms), std::to_string(left.count()));
         }
-        c->attempt_diag.clear();
-        span_attempt_start(*c, c->result.endpoint);
-        if (pick && c->idempotent) {
-            auto& st = state_for(name);
+        c.attempt_diag.clear();
+        span_attempt_start(c, c.result.endpoint);
+        if (c.pick && c.idempotent) {
+            auto& st = *c.st;
             if (auto delay = st.hedge_delay(); delay && st.balancer.eligible().size() > 1) {
-                hedged(st, c, *pick, std::move(host), port, *delay, std::move(handler));
+                hedged(st, c, *c.pick, std::move(host), port, *delay);
                 return;
             }
         }
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        pool->async_send(std::move(host), port, c->tls, c->request, c->idempotent, c->attempt_diag,
-                         asio::bind_cancellation_slot(
-                             slot, [w = weak_from_this(), c, name, pick, started = now,
-                                    handler = std::move(handler)](
-                                       error_code ec, mesh::http_response resp) mutable {
-                                 if (auto self = w.lock()) {
-                                     self->attempt_done(name, *c, pick, c->result.endpoint, started,
-                                                        false, ec, resp);
-                                     if (!ec || resp.status != 0) {
-                                         c->result.response = std::move(resp);
-                                     }
-                                 }
-                                 std::move(handler)(ec);
-                             }));
+        c.attempt_started = now;
+        c.sending = pool->send(std::move(host), port, c.tls, c.request, c.idempotent,
+                               c.attempt_diag, c.shared());
     }
 
     /// One attempt sent twice: the primary at once, a hedge to another instance after `delay`
     /// unless the primary answered by then. The first success wins and cancels the other.
     struct hedge_state {
-        hedge_state(asio::any_completion_handler<void(error_code)> h,
-                    const asio::any_io_executor& ex)
-            : handler(std::move(h)), timer(ex) {}
+        hedge_state(std::shared_ptr<call_state> c, unsigned n, const asio::any_io_executor& ex)
+            : call(std::move(c)), attempt(n), timer(ex) {}
 
-        asio::any_completion_handler<void(error_code)> handler;
+        /// Until the attempt ends (then null: the call holds this state, not the reverse).
+        std::shared_ptr<call_state> call;
+        unsigned attempt;
         asio::steady_timer timer;
         asio::cancellation_signal legs[2];
         diagnostics diag[2];
@@ -1357,36 +1458,37 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         bool hedge_sent = false;
         bool done = false;
         bool cancelled = false;  // by the policy (per-try timeout) or the caller
+
+        /// Ends the attempt with `ec` (once; the caller holds this state).
+        void complete(error_code ec) {
+            done = true;
+            timer.cancel();
+            auto c = std::move(call);
+            c->hedge.reset();
+            c->attempt_complete(ec, attempt);
+        }
+        void cancel() {
+            cancelled = true;
+            timer.cancel();
+            for (auto& leg : legs) {
+                leg.emit(asio::cancellation_type::terminal);
+            }
+        }
     };
 
-    void hedged(service_state& st, const std::shared_ptr<call_state>& c,
-                resilience::endpoint_handle primary, std::string host, std::uint16_t port,
-                clock::duration delay, asio::any_completion_handler<void(error_code)> handler) {
-        auto outer = asio::get_associated_cancellation_slot(handler);
-        auto hs = std::make_shared<hedge_state>(std::move(handler), ex);
-        if (outer.is_connected()) {
-            // Weak: the slot belongs to the policy's call, which the handler in hs keeps alive.
-            outer.assign([w = std::weak_ptr<hedge_state>(hs)](asio::cancellation_type t) {
-                auto hs = w.lock();
-                if (!hs) {
-                    return;
-                }
-                hs->cancelled = true;
-                hs->timer.cancel();
-                for (auto& leg : hs->legs) {
-                    leg.emit(t);
-                }
-            });
-        }
-        send_leg(st.name, c, hs, 0, primary, std::move(host), port, c->tls);
+    void hedged(service_state& st, call_state& c, resilience::endpoint_handle primary,
+                std::string host, std::uint16_t port, clock::duration delay) {
+        auto hs = std::make_shared<hedge_state>(c.shared(), c.attempt_no, ex);
+        c.hedge = hs;
+        send_leg(st, hs, 0, primary, std::move(host), port, c.tls);
         hs->timer.expires_after(delay);
-        hs->timer.async_wait([w = weak_from_this(), c, hs, name = st.name, primary](error_code ec) {
+        hs->timer.async_wait([w = weak_from_this(), hs, s = &st, primary](error_code ec) {
             auto self = w.lock();
             if (!self || ec || hs->done || hs->cancelled) {
                 return;
             }
-            auto& s = self->state_for(name);
-            auto& lb = s.balancer;
+            auto& c = *hs->call;
+            auto& lb = s->balancer;
             const auto now = clock::now();
             std::optional<resilience::endpoint_handle> pick;
             for (int i = 0; i < 8 && (!pick || pick->key == primary.key); ++i) {
@@ -1398,38 +1500,37 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             const auto& ep = lb.at(*pick);
             lb.on_start(*pick);
             hs->hedge_sent = true;
-            ++c->result.hedges;
+            ++c.result.hedges;
             ++self->counters.hedges;
-            s.m->hedges->inc();
-            self->span_attempt_start(*c, ep.address + ":" + std::to_string(ep.port));
-            self->send_leg(name, c, hs, 1, *pick, ep.address, ep.port, s.tls_for(ep.id));
+            s->m->hedges->inc();
+            self->span_attempt_start(c, ep.address + ":" + std::to_string(ep.port));
+            self->send_leg(*s, hs, 1, *pick, ep.address, ep.port, s->tls_for(ep.id));
         });
     }
 
-    void send_leg(const std::string& name, const std::shared_ptr<call_state>& c,
-                  const std::shared_ptr<hedge_state>& hs, int leg, resilience::endpoint_handle pick,
-                  std::string host, std::uint16_t port, bool tls) {
+    void send_leg(service_state& st, const std::shared_ptr<hedge_state>& hs, int leg,
+                  resilience::endpoint_handle pick, std::string host, std::uint16_t port,
+                  bool tls) {
         hs->endpoint[leg] = host + ":" + std::to_string(port);
         ++hs->running;
+        auto& c = *hs->call;
         pool->async_send(
-            std::move(host), port, tls, c->request, true, hs->diag[leg],
+            std::move(host), port, tls, c.request, true, hs->diag[leg],
             asio::bind_cancellation_slot(
                 hs->legs[leg].slot(),
-                [w = weak_from_this(), c, hs, leg, name, pick, started = clock::now()](
-                    error_code ec, mesh::http_response resp) mutable {
+                [w = weak_from_this(), c = c.shared(), hs, leg, s = &st, pick,
+                 started = clock::now()](error_code ec, mesh::http_response resp) mutable {
                     --hs->running;
                     auto self = w.lock();
                     if (!self) {
                         if (!hs->done) {
-                            hs->done = true;
-                            hs->timer.cancel();
-                            std::move(hs->handler)(make_error_code(asio::error::operation_aborted));
+                            hs->complete(make_error_code(asio::error::operation_aborted));
                         }
                         return;
                     }
                     // A leg cancelled because the other won says nothing about its endpoint.
                     const bool lost = hs->done && !hs->cancelled;
-                    self->attempt_done(name, *c, pick, hs->endpoint[leg], started, lost, ec, resp);
+                    self->attempt_done(*s, *c, pick, hs->endpoint[leg], started, lost, ec, resp);
                     if (hs->done) {
                         return;
                     }
@@ -1440,8 +1541,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                         }
                         return;  // the other leg may still succeed
                     }
-                    hs->done = true;
-                    hs->timer.cancel();
+                    hs->done = true;  // before the other leg hears it lost
                     if (other_running) {
                         hs->legs[1 - leg].emit(asio::cancellation_type::terminal);
                     }
@@ -1459,14 +1559,13 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
                     if (ec) {
                         c->attempt_diag = hs->diag[leg];
                     }
-                    asio::get_associated_cancellation_slot(hs->handler).clear();
-                    std::move(hs->handler)(ec);
+                    hs->complete(ec);
                 }));
     }
 
     /// Classifies one attempt's outcome (in `ec`) and feeds the balancer. `abandoned`: a hedge
     /// leg that lost.
-    void attempt_done(const std::string& name, call_state& c,
+    void attempt_done(service_state& st, call_state& c,
                       const std::optional<resilience::endpoint_handle>& pick,
                       const std::string& endpoint, clock::time_point started, bool abandoned,
                       error_code& ec, mesh::http_response& resp) {
@@ -1490,7 +1589,6 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             em.duration->observe(clock::now() - started);
         }
         if (pick) {
-            auto& st = state_for(name);
             if (abandoned || cancelled) {
                 // Cancelled by the caller or the stop, a lost hedge, or the call's deadline:
                 // nothing learnt about the instance.
@@ -1529,7 +1627,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
 
     void call_partition(std::string key, mesh::http_request req, call_options opts,
                         asio::any_completion_handler<void(error_code, call_result)> h) {
-        auto c = std::make_shared<call_state>(std::move(h));
+        auto c = std::make_shared<call_state>(*this, std::move(h));
         c->partition_call = true;
         c->key = std::move(key);
         c->service = routing_table() ? routing_table()->config().prefix : std::string();
@@ -1576,10 +1674,8 @@ mesh_integrator::~mesh_integrator() {
     if (impl_->policies) {
         impl_->policies->stop();
     }
-    for (auto& c : std::vector<std::shared_ptr<impl::call_state>>(impl_->in_flight.begin(),
-                                                                  impl_->in_flight.end())) {
-        c->cancelled = true;
-        c->cancel.emit(asio::cancellation_type::terminal);
+    for (auto& c : impl_->in_flight.snapshot()) {
+        c->cancel_call();
     }
     impl_->pool->shutdown();
 }
