@@ -275,10 +275,13 @@ bool is_reserved_header(std::string_view name) noexcept {
 
 /// The request head as it goes on the wire (the body follows it as a second buffer): one
 /// string, written with the body in one gather write. validate() has checked every part.
-void build_head(std::string& out, const http_request& req, std::string_view host,
-                std::uint16_t port, bool close_after) {
+void build_head(std::string& out, const http_request& req, std::span<const header_ref> extra,
+                std::string_view host, std::uint16_t port, bool close_after) {
     std::size_t size = req.method.size() + req.target.size() + host.size() + 96;
     for (const auto& [name, value] : req.headers) {
+        size += name.size() + value.size() + 4;
+    }
+    for (const auto& [name, value] : extra) {
         size += name.size() + value.size() + 4;
     }
     out.clear();
@@ -295,6 +298,12 @@ void build_head(std::string& out, const http_request& req, std::string_view host
             continue;
         }
         user_agent = user_agent || iequals(name, "User-Agent");
+        out += name;
+        out += ": ";
+        out += value;
+        out += "\r\n";
+    }
+    for (const auto& [name, value] : extra) {
         out += name;
         out += ": ";
         out += value;
@@ -392,6 +401,24 @@ struct http_pool::state {
     std::uint64_t opened = 0;
     steady::time_point last_sweep = steady::now();
     bool shut_down = false;
+    /// Request head buffers of finished exchanges, reused (their capacity) by the next ones.
+    std::vector<std::string> spare_heads;
+    static constexpr std::size_t max_spare_heads = 64;
+    static constexpr std::size_t max_spare_head_capacity = 4096;
+
+    std::string take_head() {
+        if (spare_heads.empty()) {
+            return {};
+        }
+        std::string h = std::move(spare_heads.back());
+        spare_heads.pop_back();
+        return h;
+    }
+    void give_head(std::string&& h) {
+        if (spare_heads.size() < max_spare_heads && h.capacity() <= max_spare_head_capacity) {
+            spare_heads.push_back(std::move(h));
+        }
+    }
 
     /// An endpoint with nothing idle and nothing in flight is forgotten: instances come and go.
     void forget_if_unused(endpoint_map::iterator it) {
@@ -758,6 +785,7 @@ struct http_pool::exchange : std::enable_shared_from_this<http_pool::exchange> {
         auto& st = *pool->st_;
         --ep->second.active;
         st.forget_if_unused(ep);
+        st.give_head(std::move(head));
         // Always from a completion of this exchange's own operations, never from async_send.
         if (sink) {
             auto s = std::move(sink);
@@ -780,6 +808,7 @@ http_pool::~http_pool() {
 
 std::shared_ptr<http_pool::exchange> http_pool::begin(std::string& host, std::uint16_t port,
                                                       bool tls, const http_request& req,
+                                                      std::span<const header_ref> extra,
                                                       bool idempotent, diagnostics& diag,
                                                       error_code& early) {
     auto& st = *st_;
@@ -817,7 +846,8 @@ std::shared_ptr<http_pool::exchange> http_pool::begin(std::string& host, std::ui
     }
     ++ep->second.active;
     auto op = std::make_shared<exchange>(shared_from_this(), ep, idempotent, diag);
-    build_head(op->head, req, ep->first.host, port, cfg_.max_idle_per_endpoint == 0);
+    op->head = st.take_head();
+    build_head(op->head, req, extra, ep->first.host, port, cfg_.max_idle_per_endpoint == 0);
     op->body = req.body;
     op->head_request = req.method == "HEAD";
     op->started = now;
@@ -826,8 +856,14 @@ std::shared_ptr<http_pool::exchange> http_pool::begin(std::string& host, std::ui
 
 void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
                            bool idempotent, diagnostics& diag, handler_type handler) {
+    async_send(std::move(host), port, tls, req, {}, idempotent, diag, std::move(handler));
+}
+
+void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
+                           std::span<const header_ref> extra, bool idempotent, diagnostics& diag,
+                           handler_type handler) {
     error_code early;
-    auto op = begin(host, port, tls, req, idempotent, diag, early);
+    auto op = begin(host, port, tls, req, extra, idempotent, diag, early);
     if (!op) {
         auto hex = asio::get_associated_executor(handler, ex_);
         asio::post(ex_, asio::bind_executor(hex, [h = std::move(handler), early]() mutable {
@@ -840,10 +876,11 @@ void http_pool::async_send(std::string host, std::uint16_t port, bool tls, const
 }
 
 http_pool::exchange* http_pool::send(std::string host, std::uint16_t port, bool tls,
-                                     const http_request& req, bool idempotent, diagnostics& diag,
+                                     const http_request& req, std::span<const header_ref> extra,
+                                     bool idempotent, diagnostics& diag,
                                      std::shared_ptr<exchange_sink> sink) {
     error_code early;
-    auto op = begin(host, port, tls, req, idempotent, diag, early);
+    auto op = begin(host, port, tls, req, extra, idempotent, diag, early);
     if (!op) {
         asio::post(ex_, [s = std::move(sink), early] {
             http_response none;

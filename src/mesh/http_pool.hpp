@@ -13,8 +13,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace lakemesh::mesh::detail {
 
@@ -39,6 +41,10 @@ struct http_pool_config {
     /// is made on the first TLS send.
     consul::tls_config tls{};
 };
+
+/// A header the caller adds to a request as it goes out, without copying it into the request
+/// first. The caller vouches for it (a token name, a value with no CR, LF or control character).
+using header_ref = std::pair<std::string_view, std::string_view>;
 
 /// Where the sink form of http_pool::send delivers the outcome of an exchange.
 class exchange_sink {
@@ -101,6 +107,10 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
     /// ends with the connection, closes the connection after it is read.
     void async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
                     bool idempotent, diagnostics& diag, handler_type handler);
+    /// As above, with headers `extra` written after the request's own.
+    void async_send(std::string host, std::uint16_t port, bool tls, const http_request& req,
+                    std::span<const header_ref> extra, bool idempotent, diagnostics& diag,
+                    handler_type handler);
 
     struct exchange;
 
@@ -109,8 +119,10 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
     /// send), and `sink` is held until then. Returns the exchange, for cancel(), or null when it
     /// ended before it began (the outcome is then posted to the sink). The pointer stays valid
     /// until on_exchange_done runs.
+    /// `extra` as in async_send.
     exchange* send(std::string host, std::uint16_t port, bool tls, const http_request& req,
-                   bool idempotent, diagnostics& diag, std::shared_ptr<exchange_sink> sink);
+                   std::span<const header_ref> extra, bool idempotent, diagnostics& diag,
+                   std::shared_ptr<exchange_sink> sink);
     /// Cancels an exchange of send() that has not reported yet, as async_send's cancellation.
     static void cancel(exchange& x);
 
@@ -131,8 +143,8 @@ class http_pool : public std::enable_shared_from_this<http_pool> {
 
     /// Checks and prepares a send; null (and `early` set) when it ends at once.
     std::shared_ptr<exchange> begin(std::string& host, std::uint16_t port, bool tls,
-                                    const http_request& req, bool idempotent, diagnostics& diag,
-                                    error_code& early);
+                                    const http_request& req, std::span<const header_ref> extra,
+                                    bool idempotent, diagnostics& diag, error_code& early);
 
     boost::asio::any_io_executor ex_;
     http_pool_config cfg_;
