@@ -363,6 +363,13 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             }
         }
 
+        /// The traceparent header, added as the request goes out (no copy into the request).
+        std::span<const mesh::detail::header_ref> trace_header() {
+            trace_ref = {headers::traceparent, result.traceparent};
+            return {&trace_ref, 1};
+        }
+        mesh::detail::header_ref trace_ref;
+
         std::shared_ptr<call_state> shared() {
             return std::static_pointer_cast<call_state>(shared_from_this());
         }
@@ -375,7 +382,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
 
         void start_attempt(const resilience::attempt_context& ctx) override {
             if (auto self = mesh.lock()) {
-                self->attempt(*this, ctx);
+                self->attempt(*this, ctx, in_run());
                 return;
             }
             asio::post(fallback, [c = shared(), n = ctx.attempt] {
@@ -1289,7 +1296,12 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         c->idempotent =
             c->options.idempotent.value_or(mesh::is_idempotent_method(c->request.method));
         c->result.traceparent = make_traceparent(c->options.parent, c->request);
-        c->request.set_header(std::string(headers::traceparent), c->result.traceparent);
+        // Sent from result.traceparent (see trace_header()), so a request's own goes.
+        if (!c->request.header(headers::traceparent).empty()) {
+            std::erase_if(c->request.headers, [](const auto& h) {
+                return lakemesh::detail::iequals(h.first, headers::traceparent);
+            });
+        }
         if (!c->options.parent.tracestate.empty() &&
             c->request.header(headers::tracestate).empty()) {
             c->request.set_header(std::string(headers::tracestate), c->options.parent.tracestate);
@@ -1369,7 +1381,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         asio::post(ex, [c = c.shared(), n, ec] { c->attempt_complete(ec, n); });
     }
 
-    void attempt(call_state& c, const resilience::attempt_context& actx) {
+    /// `fresh`: the call began just now (its balancer was refreshed by call()).
+    void attempt(call_state& c, const resilience::attempt_context& actx, bool fresh) {
         const auto now = clock::now();
         std::string host;
         std::uint16_t port = 0;
@@ -1393,7 +1406,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             c.request.set_header(std::string(headers::partition), std::to_string(v.partition()));
         } else {
             auto& st = *c.st;
-            refresh_balancer(st);
+            if (!fresh) {
+                refresh_balancer(st);
+            }
             auto& lb = st.balancer;
             auto pick = lb.pick(now);
             // A retry goes elsewhere when there is anywhere else to go.
@@ -1437,8 +1452,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             }
         }
         c.attempt_started = now;
-        c.sending = pool->send(std::move(host), port, c.tls, c.request, c.idempotent,
-                               c.attempt_diag, c.shared());
+        c.sending = pool->send(std::move(host), port, c.tls, c.request, c.trace_header(),
+                               c.idempotent, c.attempt_diag, c.shared());
     }
 
     /// One attempt sent twice: the primary at once, a hedge to another instance after `delay`
@@ -1515,7 +1530,7 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         ++hs->running;
         auto& c = *hs->call;
         pool->async_send(
-            std::move(host), port, tls, c.request, true, hs->diag[leg],
+            std::move(host), port, tls, c.request, c.trace_header(), true, hs->diag[leg],
             asio::bind_cancellation_slot(
                 hs->legs[leg].slot(),
                 [w = weak_from_this(), c = c.shared(), hs, leg, s = &st, pick,

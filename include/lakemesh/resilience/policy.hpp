@@ -165,6 +165,8 @@ class policy_run : public std::enable_shared_from_this<policy_run> {
     const deadline& call_deadline() const noexcept { return call_deadline_; }
 
   protected:
+    /// Whether run() is on the stack (the first attempt, admitted at once, starts inside it).
+    bool in_run() const noexcept { return initiating_; }
     /// Starts attempt `ctx.attempt`. It must end with exactly one attempt_complete(), also
     /// when cancelled.
     virtual void start_attempt(const attempt_context& ctx) = 0;

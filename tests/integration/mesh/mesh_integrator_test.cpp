@@ -22,6 +22,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <cctype>
 #include <deque>
 #include <functional>
 #include <map>
@@ -273,6 +274,33 @@ TEST_F(mesh_integrator_test, a_call_reaches_a_registered_instance_with_trace_and
     const auto ms = std::stoll(std::string(seen.header(headers::deadline_ms)));
     EXPECT_GT(ms, 1000);
     EXPECT_LE(ms, 2000);
+}
+
+TEST_F(mesh_integrator_test, a_request_carrying_its_own_traceparent_continues_that_trace_once) {
+    add_instances(service, 1);
+    auto& m = caller();
+    const std::string own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    mesh::http_request req{.method = "GET", .target = "/t"};
+    req.set_header("X-Other", "kept");
+    req.set_header("TraceParent", own);  // any case
+    auto out = call(m, service, std::move(req), {});
+    ASSERT_FALSE(out.ec) << out.ec.message() << " " << out.result.diag.to_string();
+    ASSERT_EQ(upstreams[0].seen.size(), 1u);
+    const auto& seen = upstreams[0].seen[0];
+    std::size_t traceparents = 0;
+    for (const auto& [name, value] : seen.headers) {
+        std::string lower = name;
+        for (auto& ch : lower) {
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        }
+        traceparents += lower == "traceparent" ? 1 : 0;
+    }
+    EXPECT_EQ(traceparents, 1u) << "the request's own header is replaced, not sent twice";
+    EXPECT_EQ(seen.header("traceparent"), out.result.traceparent);
+    EXPECT_EQ(out.result.traceparent.substr(0, 36), own.substr(0, 36)) << "same trace";
+    EXPECT_NE(out.result.traceparent.substr(36, 16), own.substr(36, 16)) << "a span of its own";
+    EXPECT_EQ(out.result.traceparent.substr(53), "00") << "the caller's flags";
+    EXPECT_EQ(seen.header("X-Other"), "kept");
 }
 
 TEST_F(mesh_integrator_test, an_instance_whose_meta_says_secure_is_called_over_verified_tls) {
