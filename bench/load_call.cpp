@@ -1,12 +1,13 @@
 // lakemesh-bench-call: what mesh_integrator::async_call costs over a hand-written Boost.Beast
 // keep-alive client, both calling the same local HTTP server in the same run.
 //
-//   BENCH_CALL_SECONDS  measured seconds per round (default 3), after 0.5 s of warm-up
-//   BENCH_CALL_ROUNDS   rounds per client and concurrency (default 3), baseline and lakemesh
-//                       alternating; the medians are reported
+//   BENCH_CALL_SECONDS  measured seconds per round (default 2), after 0.5 s of warm-up
+//   BENCH_CALL_ROUNDS   rounds per concurrency (default 5); a round measures both clients
+//                       back to back, which one goes first alternating from round to round
 //   CONSUL_HTTP_ADDR    a real agent to use instead of the embedded dev_consul
 //   BENCH_CALL_ONLY     "baseline" or "lakemesh": run one client only (for profiling; the
 //                       summary lines then need both and are not printed)
+//   BENCH_CALL_BASELINE_TRACE=0  the baseline leaves out its traceparent header (below)
 //
 // The server (Beast parser in, a prebuilt 64-byte 200 out, keep-alive) runs on its own thread
 // and io_context, with the provider mesh that registers it in Consul, so neither counts in the
@@ -14,14 +15,20 @@
 // each sending its next GET as soon as the previous answer arrived.
 //
 // Baseline: one beast::tcp_stream per worker (TCP_NODELAY, like the mesh's pool), the request
-// built once, one flat_buffer per worker, the response object reset per call.
+// built once, one flat_buffer per worker, the response object reset per call. Its request
+// carries a fixed traceparent of the same size as the one lakemesh generates per call, so both
+// put the same bytes on the wire and the server works alike for both: the comparison is of the
+// clients. (Parsing that header is ~18% of this server's work per request; without it in the
+// baseline, C=16, where the server thread is as busy as the client's, shows it as ~4% of
+// throughput.)
 // lakemesh: mesh.async_call(service, {.method = "GET", .target = "/x"}, {}, handler) with the
 // default call settings: peak-EWMA balancer with outlier detection, 3 attempts with a retry
 // budget, circuit breaker, bulkhead of 64 (above C, so it never queues), no timeout (so no
 // deadline header and no deadline timer), 32 idle connections per instance (above C, so every
 // worker's connection stays pooled).
 //
-// Output, per concurrency C:
+// Output, per concurrency C (rps, p50 and CPU: medians over the rounds; ratio, p50_ratio and
+// overhead_us: the median over the rounds of each round's own comparison):
 //   call concurrency=C baseline_rps=... lakemesh_rps=... ratio=... baseline_p50_us=...
 //        lakemesh_p50_us=... p50_ratio=...
 //   cpu concurrency=C baseline_cpu_us_per_call=... lakemesh_cpu_us_per_call=... overhead_us=...
@@ -57,6 +64,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -98,6 +106,13 @@ double env_number(const char* name, double fallback) {
     char* end = nullptr;
     const double d = std::strtod(v, &end);
     return (end != v && d > 0) ? d : fallback;
+}
+
+/// BENCH_CALL_BASELINE_TRACE=0: the baseline sends no traceparent (shows what parsing that
+/// header costs the server).
+bool baseline_sends_trace() {
+    const char* v = std::getenv("BENCH_CALL_BASELINE_TRACE");
+    return v == nullptr || std::string_view(v) != "0";
 }
 
 /// CPU time of the calling thread.
@@ -289,6 +304,11 @@ struct beast_worker {
         req.target("/x");
         req.set(http::field::host, host);
         req.set(http::field::user_agent, "bench-beast");
+        // The same bytes on the wire as lakemesh's request (which carries a W3C traceparent),
+        // prebuilt: the server's work per request is then the same for both clients.
+        if (baseline_sends_trace()) {
+            req.set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        }
         req.keep_alive(true);
     }
 
@@ -442,8 +462,8 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main() {
-    const double seconds = env_number("BENCH_CALL_SECONDS", 3);
-    const int rounds = static_cast<int>(env_number("BENCH_CALL_ROUNDS", 3));
+    const double seconds = env_number("BENCH_CALL_SECONDS", 2);
+    const int rounds = static_cast<int>(env_number("BENCH_CALL_ROUNDS", 5));
 
     lakemesh::error_code ec;
     lakemesh::diagnostics diag;
@@ -511,7 +531,10 @@ int main() {
     for (const int c : {1, 16}) {
         std::vector<double> rps[2], p50[2], cpu[2];
         for (int r = 0; r < rounds && failure.empty(); ++r) {
-            for (int mode = 0; mode < 2 && failure.empty(); ++mode) {
+            // Each round measures both clients back to back, the first one alternating, so
+            // that a drift of the machine's speed lands on both alike.
+            for (int step = 0; step < 2 && failure.empty(); ++step) {
+                const int mode = (r % 2 == 0) ? step : 1 - step;
                 if ((only == "baseline" && mode == 1) || (only == "lakemesh" && mode == 0)) {
                     continue;
                 }
@@ -557,20 +580,22 @@ int main() {
         if (rps[0].empty() || rps[1].empty()) {
             continue;
         }
-        const double b_rps = median(rps[0]);
-        const double l_rps = median(rps[1]);
-        const double b_p50 = median(p50[0]);
-        const double l_p50 = median(p50[1]);
-        const double b_cpu = median(cpu[0]);
-        const double l_cpu = median(cpu[1]);
+        // Ratios and the overhead: the median over rounds of each round's own comparison.
+        std::vector<double> rps_ratio, p50_ratio, overhead;
+        for (std::size_t i = 0; i < rps[0].size() && i < rps[1].size(); ++i) {
+            rps_ratio.push_back(rps[1][i] / rps[0][i]);
+            p50_ratio.push_back(p50[1][i] / p50[0][i]);
+            overhead.push_back(cpu[1][i] - cpu[0][i]);
+        }
         std::printf(
             "call concurrency=%d baseline_rps=%.0f lakemesh_rps=%.0f ratio=%.3f "
             "baseline_p50_us=%.1f lakemesh_p50_us=%.1f p50_ratio=%.3f\n",
-            c, b_rps, l_rps, l_rps / b_rps, b_p50, l_p50, l_p50 / b_p50);
+            c, median(rps[0]), median(rps[1]), median(rps_ratio), median(p50[0]), median(p50[1]),
+            median(p50_ratio));
         std::printf(
             "cpu concurrency=%d baseline_cpu_us_per_call=%.2f lakemesh_cpu_us_per_call=%.2f "
             "overhead_us=%.2f\n",
-            c, b_cpu, l_cpu, l_cpu - b_cpu);
+            c, median(cpu[0]), median(cpu[1]), median(overhead));
         std::fflush(stdout);
     }
 
