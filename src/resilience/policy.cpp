@@ -179,7 +179,9 @@ void policy_run::run_attempt(time_point now) {
     const deadline attempt_deadline = call_deadline_.nested(now, config_->retry.per_try_timeout);
     if (attempt_deadline.is_set()) {
         arm_timer(attempt_deadline.when(), [](policy_run& s) {
-            if (s.current_ != phase::running) {
+            // A cancel already asked for wins: the attempt must end as cancelled, not retried
+            // as timed out.
+            if (s.current_ != phase::running || s.stop_ == stop_reason::cancelled) {
                 return;
             }
             s.stop_ = s.call_deadline_.expired(clock::now()) ? stop_reason::deadline

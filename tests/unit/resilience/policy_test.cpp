@@ -54,6 +54,8 @@ struct held_operations {
     std::deque<std::shared_ptr<pending>> held{};
     int started = 0;
     int cancelled = 0;
+    /// false: a cancelled operation is only counted, and completes when the test says so.
+    bool abort_when_cancelled = true;
 
     auto op() {
         return [this](auto token) {
@@ -66,7 +68,9 @@ struct held_operations {
                     auto p = std::make_shared<pending>(pending{std::move(handler)});
                     if (slot.is_connected()) {
                         slot.assign([this, p](asio::cancellation_type) {
-                            if (p->handler) {
+                            if (p->handler && !abort_when_cancelled) {
+                                ++cancelled;  // it completes when the test says so
+                            } else if (p->handler) {
                                 ++cancelled;
                                 asio::post(io, asio::append(std::move(p->handler),
                                                             asio::error::operation_aborted));
@@ -365,6 +369,35 @@ TEST_F(PolicyTest, CallerCancellationAbortsTheAttemptInFlight) {
     run();
     EXPECT_EQ(*result, asio::error::operation_aborted);
     EXPECT_EQ(server.started, 1);  // not retried
+}
+
+TEST_F(PolicyTest, CallerCancellationIsNotTurnedIntoATimeoutByALaterPerTryTimeout) {
+    // An operation that takes its time to abort: the caller's cancel reaches it, and its
+    // per-try timeout fires before it reports back. The call must still end as cancelled,
+    // not be retried as a timed-out attempt.
+    auto cfg = fast_config();
+    cfg.retry.per_try_timeout = 5ms;
+    auto p = make(cfg);
+    held_operations server{io};
+    server.abort_when_cancelled = false;
+    asio::cancellation_signal signal;
+    std::optional<error_code> result;
+    async_execute(p, server.op(),
+                  asio::bind_cancellation_slot(signal.slot(), [&](error_code ec) { result = ec; }));
+    poll();
+    ASSERT_EQ(server.started, 1);
+    signal.emit(asio::cancellation_type::terminal);
+    EXPECT_EQ(server.cancelled, 1);
+    // Past the per-try timeout: its timer runs while the attempt is still aborting.
+    asio::steady_timer past(io, 30ms);
+    past.async_wait([](error_code) {});
+    run();
+    EXPECT_FALSE(result.has_value());
+    server.complete_next(asio::error::operation_aborted);
+    run();
+    ASSERT_TRUE(result.has_value());
+    EXPECT_EQ(*result, asio::error::operation_aborted);
+    EXPECT_EQ(server.started, 1) << "not retried";
 }
 
 TEST_F(PolicyTest, CallerCancellationDuringBackoffEndsTheCall) {
