@@ -93,7 +93,8 @@ bool valid_traceparent(std::string_view tp) {
     if (version == "00" && tp.size() != 55) {
         return false;
     }
-    return trace != std::string(32, '0') && parent != std::string(16, '0');
+    return trace.find_first_not_of('0') != std::string_view::npos &&
+           parent.find_first_not_of('0') != std::string_view::npos;
 }
 
 /// Writes `v` as 16 lower-case hex digits at `out`.
@@ -236,6 +237,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     /// One service this process calls.
     struct service_state {
         std::string name;
+        /// Checked once (policy_of() makes states for any name, valid or not).
+        bool name_ok = valid_name(name);
         service_call_config cfg;
         std::unique_ptr<mesh::detail::service_metrics> m;
         resilience::policy policy;
@@ -352,7 +355,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         std::optional<resilience::endpoint_handle> pick;
         clock::time_point attempt_started{};
         mesh::detail::http_pool::exchange* sending = nullptr;
-        std::shared_ptr<hedge_state> hedge;
+        /// Weak: the hedge's legs and timer keep it, and it keeps the call (no cycle).
+        std::weak_ptr<hedge_state> hedge;
 
         ~call_state() override {
             // Dropped unfinished (its io_context destroyed first): out of the list.
@@ -391,8 +395,8 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
         }
 
         void cancel_attempt() override {
-            if (hedge) {
-                hedge->cancel();
+            if (auto hs = hedge.lock()) {
+                hs->cancel();
             } else if (sending != nullptr) {
                 mesh::detail::http_pool::cancel(*sending);
             }
@@ -1202,11 +1206,13 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
     }
 
     std::string make_traceparent(const call_context& parent, const mesh::http_request& req) {
-        std::string_view incoming = parent.traceparent;
-        if (incoming.empty()) {
-            if (auto own = req.header(headers::traceparent); valid_traceparent(own)) {
-                incoming = own;
-            }
+        // The caller's context (checked: it may have been filled by hand from anything), else
+        // the request's own header, else a new trace.
+        std::string_view incoming;
+        if (valid_traceparent(parent.traceparent)) {
+            incoming = parent.traceparent;
+        } else if (auto own = req.header(headers::traceparent); valid_traceparent(own)) {
+            incoming = own;
         }
         // "00-" trace-id (32) "-" parent-id (16) "-" flags (2): 55 characters, written in place.
         std::string tp(55, '-');
@@ -1333,9 +1339,9 @@ struct mesh_integrator::impl : std::enable_shared_from_this<impl> {
             complete_call(c, call_errc::mesh_stopped);
             return;
         }
-        // A service called before had its name checked then.
+        // A known service's name was checked when its state was made.
         const auto known = services.find(c->service);
-        if (known == services.end() && !valid_name(c->service)) {
+        if (known != services.end() ? !known->second->name_ok : !valid_name(c->service)) {
             c->attempt_diag.set_client_message("service name '" + c->service + "' is invalid");
             complete_call(c, validation_errc::invalid_name);
             return;

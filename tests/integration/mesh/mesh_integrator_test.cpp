@@ -303,6 +303,28 @@ TEST_F(mesh_integrator_test, a_request_carrying_its_own_traceparent_continues_th
     EXPECT_EQ(seen.header("X-Other"), "kept");
 }
 
+TEST_F(mesh_integrator_test,
+       a_malformed_caller_traceparent_starts_a_new_trace_and_injects_nothing) {
+    add_instances(service, 1);
+    auto& m = caller();
+    // Filled by hand from untrusted input: CR LF inside, or too short to hold the fields.
+    for (const std::string bad :
+         {std::string("00-0af7651916cd43dd\r\nX-Evil: 1\r\n8448eb2-b7ad6b7169203331-01"),
+          std::string("00-abc"), std::string(60, 'x')}) {
+        call_options opts;
+        opts.parent.traceparent = bad;
+        auto out = call(m, service, {.method = "GET", .target = "/t"}, opts);
+        ASSERT_FALSE(out.ec) << out.ec.message() << " " << out.result.diag.to_string();
+        ASSERT_FALSE(upstreams[0].seen.empty());
+        const auto& seen = upstreams[0].seen.back();
+        EXPECT_TRUE(seen.header("X-Evil").empty());
+        EXPECT_EQ(seen.header("traceparent"), out.result.traceparent);
+        EXPECT_EQ(call_context::from_request(seen).trace_id().size(), 32u)
+            << out.result.traceparent;
+        EXPECT_EQ(out.result.traceparent.find_first_of("\r\n"), std::string::npos);
+    }
+}
+
 TEST_F(mesh_integrator_test, an_instance_whose_meta_says_secure_is_called_over_verified_tls) {
     test::self_signed_cert cert{"127.0.0.1"};
     ASSERT_TRUE(cert.ok());
